@@ -1,0 +1,1 @@
+"""Event ingestion: Segment-compatible API, bulk import, the append-only event log."""

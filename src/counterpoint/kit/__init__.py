@@ -1,0 +1,1 @@
+"""Shared plumbing: database engine, clock, identifiers."""

@@ -1,0 +1,93 @@
+"""Typed settings, read from the environment (prefix ``COUNTERPOINT_``) and validated at start-up."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Deployment", "Environment", "Settings"]
+
+_DEV_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused outside development
+
+
+class Environment(enum.StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Deployment(enum.StrEnum):
+    EMBEDDED = "embedded"
+    """SQLite for operational state, DuckDB for the event log; one process, no server."""
+    SERVER = "server"
+    """PostgreSQL for operational state and the event log; several processes."""
+
+
+class Settings(BaseSettings):
+    """Every setting of a Counterpoint process. Environment variables win over defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="COUNTERPOINT_", extra="forbid")
+
+    environment: Environment = Field(
+        Environment.DEVELOPMENT, description="development, test or production."
+    )
+    data_dir: Path = Field(
+        Path(".counterpoint"), description="Where the embedded deployment keeps its files."
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy URL of the operational store. Unset: a SQLite file in data_dir "
+            "(embedded). A postgresql+psycopg:// URL selects the server deployment, whose "
+            "event log then lives in the same database."
+        ),
+    )
+    secret_key: SecretStr = Field(
+        SecretStr(_DEV_SECRET), description="Key for signed links; required in production."
+    )
+    host: str = Field("127.0.0.1", description="Address `counterpoint serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `counterpoint serve` binds.")
+    max_event_bytes: int = Field(32 * 1024, gt=0, description="Largest accepted event, bytes.")
+    max_batch_bytes: int = Field(500 * 1024, gt=0, description="Largest accepted batch, bytes.")
+    commit_window_ms: float = Field(
+        2.0, ge=0, le=1000, description="How long the group committer gathers requests."
+    )
+    max_clock_skew_days: int = Field(
+        30, gt=0, description="Events dated further in the future than this are refused."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.secret_key.get_secret_value() == _DEV_SECRET
+        ):
+            raise ValueError(
+                "COUNTERPOINT_SECRET_KEY must be set in production (a long random string)"
+            )
+        if self.database_url is not None and not self.database_url.startswith(
+            ("sqlite", "postgresql")
+        ):
+            raise ValueError(
+                "COUNTERPOINT_DATABASE_URL must be a sqlite:/// or postgresql+psycopg:// URL"
+            )
+        return self
+
+    @property
+    def deployment(self) -> Deployment:
+        url = self.resolved_database_url
+        return Deployment.SERVER if url.startswith("postgresql") else Deployment.EMBEDDED
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'counterpoint.db').resolve()}"
+
+    @property
+    def event_log_path(self) -> Path:
+        """The DuckDB file holding the event log in the embedded deployment."""
+        return (self.data_dir / "events.duckdb").resolve()
