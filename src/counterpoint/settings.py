@@ -1,4 +1,4 @@
-"""Typed settings, read from the environment (prefix ``COUNTERPOINT_``) and validated at start-up."""
+"""Typed settings, read from the environment (prefix ``COUNTERPOINT_``), validated at start."""
 
 from __future__ import annotations
 

@@ -1,0 +1,226 @@
+"""The embedded event log: one DuckDB file, written by one process.
+
+De-duplication is durable: a unique index over the 128-bit MD5 of the message id (compact,
+and collision-free in practice) refuses a message id seen before, however long ago.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from counterpoint.event.arrow import LOG_SCHEMA, event_from_row, events_to_arrow
+from counterpoint.event.canonical import LOG_COLUMNS, LogEvent
+from counterpoint.event.log import (
+    AppendResult,
+    QuarantinedEvent,
+    QuarantineEntry,
+    QuarantineStatus,
+    StoredEvent,
+    TimelineQuery,
+)
+
+__all__ = ["DuckDBEventLog"]
+
+_SCHEMA_VERSION = 1
+
+_DDL = f"""
+CREATE SEQUENCE IF NOT EXISTS event_seq START 1;
+CREATE TABLE IF NOT EXISTS event_log (
+    seq BIGINT NOT NULL DEFAULT nextval('event_seq'),  -- unique by the sequence; a second
+    -- unique constraint would put ON CONFLICT on DuckDB's slow path
+    mid UHUGEINT NOT NULL UNIQUE,
+    message_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    subject VARCHAR NOT NULL,
+    subject_hash UBIGINT NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    source VARCHAR NOT NULL,
+    channel VARCHAR, action VARCHAR, event_name VARCHAR, anonymous_id VARCHAR,
+    brand VARCHAR, content_id VARCHAR, slide VARCHAR, actor_type VARCHAR, actor_id VARCHAR,
+    function VARCHAR, market VARCHAR, payload VARCHAR, synthetic BOOLEAN NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_event_subject ON event_log (subject_hash);
+CREATE SEQUENCE IF NOT EXISTS quarantine_seq START 1;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id BIGINT PRIMARY KEY DEFAULT nextval('quarantine_seq'),
+    received_at TIMESTAMPTZ NOT NULL, source VARCHAR NOT NULL, reason_code VARCHAR NOT NULL,
+    field VARCHAR, detail VARCHAR NOT NULL, fix VARCHAR, raw VARCHAR NOT NULL,
+    status VARCHAR NOT NULL, resolved_at TIMESTAMPTZ, note VARCHAR
+);
+CREATE TABLE IF NOT EXISTS log_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+INSERT INTO log_meta VALUES ('schema_version', '{_SCHEMA_VERSION}') ON CONFLICT DO NOTHING;
+"""
+
+_COLS = ", ".join(LOG_COLUMNS)
+_INSERT = f"""
+INSERT INTO event_log (mid, subject_hash, {_COLS})
+SELECT md5_number(message_id), hash(subject), {_COLS} FROM incoming
+ON CONFLICT DO NOTHING
+"""
+"""Repeats inside one batch are refused by the same constraint (the first one is kept)."""
+
+_Q_COLS = "received_at, source, reason_code, field, detail, fix, raw"
+
+
+class DuckDBEventLog:
+    """``EventLog`` on a DuckDB file. Thread-safe: writes are serialised, reads use cursors."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._con = duckdb.connect(str(path))
+        self._con.execute(_DDL)
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cursor = cur
+        return cur
+
+    def append(
+        self, events: Sequence[LogEvent], quarantine: Sequence[QuarantineEntry] = ()
+    ) -> AppendResult:
+        return self.append_arrow(events_to_arrow(events), quarantine)
+
+    def append_arrow(
+        self, incoming: pa.Table, quarantine: Sequence[QuarantineEntry] = ()
+    ) -> AppendResult:
+        """Append a table in ``LOG_SCHEMA`` (the bulk import's fast path)."""
+        if incoming.schema != LOG_SCHEMA:
+            incoming = incoming.select(list(LOG_COLUMNS)).cast(LOG_SCHEMA)
+        with self._write_lock:
+            cur = self._cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                accepted = 0
+                if incoming.num_rows:
+                    cur.register("incoming", incoming)
+                    try:
+                        row = cur.execute(_INSERT).fetchone()
+                    finally:
+                        cur.unregister("incoming")
+                    accepted = int(row[0]) if row else 0
+                if quarantine:
+                    cur.executemany(
+                        f"INSERT INTO quarantine ({_Q_COLS}, status) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+                        [
+                            [q.received_at, q.source, q.reason_code, q.field, q.detail, q.fix]
+                            + [q.raw]
+                            for q in quarantine
+                        ],
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return AppendResult(
+            accepted=accepted,
+            duplicates=incoming.num_rows - accepted,
+            quarantined=len(quarantine),
+            last_seq=self.head(),
+        )
+
+    def head(self) -> int:
+        row = self._cursor().execute("SELECT coalesce(max(seq), 0) FROM event_log").fetchone()
+        return int(row[0]) if row else 0
+
+    def count(self) -> int:
+        row = self._cursor().execute("SELECT count(*) FROM event_log").fetchone()
+        return int(row[0]) if row else 0
+
+    def read_after(self, position: int, limit: int) -> pa.Table:
+        return (
+            self._cursor()
+            .sql(
+                f"SELECT seq, {_COLS} FROM event_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                params=[position, limit],
+            )
+            .to_arrow_table()
+        )
+
+    def timeline(self, query: TimelineQuery) -> list[StoredEvent]:
+        if not query.subjects:
+            return []
+        marks = ", ".join("hash(?)" for _ in query.subjects)
+        where = [
+            f"subject_hash IN ({marks})",
+            f"subject IN ({', '.join('?' for _ in query.subjects)})",
+        ]
+        params: list[Any] = [*query.subjects, *query.subjects]
+        for column in ("channel", "brand", "function"):
+            value = getattr(query, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if query.before is not None:
+            where.append("(occurred_at < ? OR (occurred_at = ? AND seq < ?))")
+            params += [query.before[0], query.before[0], query.before[1]]
+        sql = (
+            f"SELECT seq, {_COLS} FROM event_log WHERE {' AND '.join(where)} "
+            "ORDER BY occurred_at DESC, seq DESC LIMIT ?"
+        )
+        rows = self._cursor().sql(sql, params=[*params, query.limit]).to_arrow_table().to_pylist()
+        return [StoredEvent(seq=r["seq"], event=event_from_row(r)) for r in rows]
+
+    def quarantined(
+        self, status: QuarantineStatus | None, after_id: int, limit: int
+    ) -> list[QuarantinedEvent]:
+        sql = f"SELECT id, {_Q_COLS}, status, resolved_at, note FROM quarantine WHERE id > ?"
+        params: list[Any] = [after_id]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status.value)
+        rows = self._cursor().execute(sql + " ORDER BY id LIMIT ?", [*params, limit]).fetchall()
+        return [_quarantined(r) for r in rows]
+
+    def resolve_quarantined(
+        self, ids: Sequence[int], status: QuarantineStatus, note: str, at: dt.datetime
+    ) -> int:
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        with self._write_lock:
+            rows = (
+                self._cursor()
+                .execute(
+                    f"UPDATE quarantine SET status = ?, resolved_at = ?, note = ? "
+                    f"WHERE status = 'open' AND id IN ({marks}) RETURNING id",
+                    [status.value, at, note, *ids],
+                )
+                .fetchall()
+            )
+        return len(rows)
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _quarantined(row: tuple[Any, ...]) -> QuarantinedEvent:
+    from counterpoint.kit.clock import utc
+
+    return QuarantinedEvent(
+        id=int(row[0]),
+        entry=QuarantineEntry(
+            received_at=utc(row[1]),
+            source=row[2],
+            reason_code=row[3],
+            field=row[4],
+            detail=row[5],
+            fix=row[6],
+            raw=row[7],
+        ),
+        status=QuarantineStatus(row[8]),
+        resolved_at=utc(row[9]) if row[9] is not None else None,
+        note=row[10],
+    )

@@ -1,0 +1,120 @@
+"""The event-log port: append-only, de-duplicated by message id, read in sequence order.
+
+Two adapters implement it: ``DuckDBEventLog`` (embedded) and ``PostgresEventLog`` (server).
+Quarantined events live beside the log, written in the same transaction as the accepted
+ones, so an acknowledged request never loses an event of either kind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import pyarrow as pa
+
+from counterpoint.event.canonical import LogEvent
+
+__all__ = [
+    "AppendResult",
+    "EventLog",
+    "QuarantineEntry",
+    "QuarantineStatus",
+    "QuarantinedEvent",
+    "StoredEvent",
+    "TimelineQuery",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    event: LogEvent
+
+
+class QuarantineStatus(enum.StrEnum):
+    OPEN = "open"
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineEntry:
+    """An event refused at ingestion, kept with the reason so it can be fixed and replayed."""
+
+    received_at: dt.datetime
+    source: str
+    reason_code: str
+    field: str | None
+    detail: str
+    fix: str | None
+    raw: str
+    """The event as received (JSON text, or the file row as JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedEvent:
+    id: int
+    entry: QuarantineEntry
+    status: QuarantineStatus
+    resolved_at: dt.datetime | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    accepted: int
+    duplicates: int
+    quarantined: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineQuery:
+    subjects: Sequence[str]
+    channel: str | None = None
+    brand: str | None = None
+    function: str | None = None
+    before: tuple[dt.datetime, int] | None = None
+    """Keyset cursor: only events strictly older than (occurred_at, seq)."""
+    limit: int = 50
+
+
+class EventLog(Protocol):
+    def append(
+        self, events: Sequence[LogEvent], quarantine: Sequence[QuarantineEntry] = ()
+    ) -> AppendResult:
+        """Store new events and quarantine entries in one durable transaction.
+
+        An event whose message id is already in the log (or earlier in ``events``) is a
+        duplicate: counted, not stored. Returns only after the data is durable.
+        """
+        ...
+
+    def head(self) -> int:
+        """The highest sequence number stored (0 for an empty log)."""
+        ...
+
+    def read_after(self, position: int, limit: int) -> pa.Table:
+        """Events with ``seq > position`` in sequence order, at most ``limit`` (Arrow)."""
+        ...
+
+    def timeline(self, query: TimelineQuery) -> list[StoredEvent]:
+        """Events of these subjects, newest first."""
+        ...
+
+    def count(self) -> int: ...
+
+    def quarantined(
+        self, status: QuarantineStatus | None, after_id: int, limit: int
+    ) -> list[QuarantinedEvent]: ...
+
+    def resolve_quarantined(
+        self, ids: Sequence[int], status: QuarantineStatus, note: str, at: dt.datetime
+    ) -> int:
+        """Mark open entries replayed or discarded; returns how many changed."""
+        ...
+
+    def close(self) -> None: ...

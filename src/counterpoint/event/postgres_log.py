@@ -1,0 +1,180 @@
+"""The server event log: a PostgreSQL table, written by several processes.
+
+Appends take a transaction-level advisory lock so that sequence numbers become visible in
+order: a consumer reading ``seq > checkpoint`` can never skip an event committed late.
+Bulk appends go through COPY into a temporary table, then one INSERT … ON CONFLICT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import Engine, Table, func, select, text, update
+
+from counterpoint.event.arrow import LOG_SCHEMA, event_from_row, events_to_arrow
+from counterpoint.event.canonical import LOG_COLUMNS, LogEvent
+from counterpoint.event.log import (
+    AppendResult,
+    QuarantinedEvent,
+    QuarantineEntry,
+    QuarantineStatus,
+    StoredEvent,
+    TimelineQuery,
+)
+from counterpoint.event.models import EventLogRow, QuarantineRow
+from counterpoint.kit.clock import utc
+
+__all__ = ["PostgresEventLog"]
+
+_APPEND_LOCK = 0x636F756E74  # advisory lock key for appends
+_COLS = ", ".join(LOG_COLUMNS)
+_LOG: Table = EventLogRow.__table__  # type: ignore[assignment]
+_Q: Table = QuarantineRow.__table__  # type: ignore[assignment]
+
+
+class PostgresEventLog:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def append(
+        self, events: Sequence[LogEvent], quarantine: Sequence[QuarantineEntry] = ()
+    ) -> AppendResult:
+        return self.append_arrow(events_to_arrow(events), quarantine)
+
+    def append_arrow(
+        self, incoming: pa.Table, quarantine: Sequence[QuarantineEntry] = ()
+    ) -> AppendResult:
+        if incoming.schema != LOG_SCHEMA:
+            incoming = incoming.select(list(LOG_COLUMNS)).cast(LOG_SCHEMA)
+        with self._engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _APPEND_LOCK})
+            accepted = 0
+            if incoming.num_rows:
+                if conn.execute(text("SELECT to_regclass('pg_temp.incoming')")).scalar() is None:
+                    conn.execute(
+                        text(
+                            "CREATE TEMP TABLE incoming ON COMMIT DELETE ROWS AS "
+                            f"SELECT {_COLS} FROM event_log WITH NO DATA"
+                        )
+                    )
+                    conn.execute(text("ALTER TABLE incoming ADD COLUMN ord BIGSERIAL"))
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                with raw.cursor() as cur, cur.copy(f"COPY incoming ({_COLS}) FROM STDIN") as cp:
+                    columns = [incoming.column(c).to_pylist() for c in LOG_COLUMNS]
+                    for row in zip(*columns, strict=True):
+                        cp.write_row(row)
+                result = conn.execute(
+                    text(
+                        f"INSERT INTO event_log ({_COLS}) "
+                        f"SELECT {_COLS} FROM incoming ORDER BY ord "
+                        "ON CONFLICT (message_id) DO NOTHING"
+                    )
+                )
+                accepted = result.rowcount
+            if quarantine:
+                conn.execute(
+                    _Q.insert(),
+                    [
+                        {
+                            "received_at": q.received_at,
+                            "source": q.source,
+                            "reason_code": q.reason_code,
+                            "field": q.field,
+                            "detail": q.detail,
+                            "fix": q.fix,
+                            "raw": q.raw,
+                            "status": QuarantineStatus.OPEN.value,
+                        }
+                        for q in quarantine
+                    ],
+                )
+        return AppendResult(
+            accepted=accepted,
+            duplicates=incoming.num_rows - accepted,
+            quarantined=len(quarantine),
+            last_seq=self.head(),
+        )
+
+    def head(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(_LOG.c.seq), 0))).scalar_one())
+
+    def count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(_LOG)).scalar_one())
+
+    def read_after(self, position: int, limit: int) -> pa.Table:
+        columns = [_LOG.c.seq, *(_LOG.c[c] for c in LOG_COLUMNS)]
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(*columns).where(_LOG.c.seq > position).order_by(_LOG.c.seq).limit(limit)
+            ).all()
+        schema = pa.schema([("seq", pa.int64()), *LOG_SCHEMA])
+        data = {name: [r[i] for r in rows] for i, name in enumerate(schema.names)}
+        return pa.Table.from_pydict(data, schema=schema)
+
+    def timeline(self, query: TimelineQuery) -> list[StoredEvent]:
+        if not query.subjects:
+            return []
+        stmt = select(_LOG).where(_LOG.c.subject.in_(list(query.subjects)))
+        for column in ("channel", "brand", "function"):
+            value = getattr(query, column)
+            if value is not None:
+                stmt = stmt.where(_LOG.c[column] == value)
+        if query.before is not None:
+            at, seq = query.before
+            stmt = stmt.where(
+                (_LOG.c.occurred_at < at) | ((_LOG.c.occurred_at == at) & (_LOG.c.seq < seq))
+            )
+        stmt = stmt.order_by(_LOG.c.occurred_at.desc(), _LOG.c.seq.desc()).limit(query.limit)
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [StoredEvent(seq=r["seq"], event=event_from_row(dict(r))) for r in rows]
+
+    def quarantined(
+        self, status: QuarantineStatus | None, after_id: int, limit: int
+    ) -> list[QuarantinedEvent]:
+        stmt = select(_Q).where(_Q.c.id > after_id)
+        if status is not None:
+            stmt = stmt.where(_Q.c.status == status.value)
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(_Q.c.id).limit(limit)).mappings().all()
+        return [_quarantined(r) for r in rows]
+
+    def resolve_quarantined(
+        self, ids: Sequence[int], status: QuarantineStatus, note: str, at: dt.datetime
+    ) -> int:
+        if not ids:
+            return 0
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(_Q)
+                .where(_Q.c.id.in_(list(ids)), _Q.c.status == QuarantineStatus.OPEN.value)
+                .values(status=status.value, resolved_at=at, note=note)
+            )
+        return result.rowcount
+
+    def close(self) -> None:
+        """The engine belongs to the caller."""
+
+
+def _quarantined(row: Any) -> QuarantinedEvent:
+    return QuarantinedEvent(
+        id=int(row["id"]),
+        entry=QuarantineEntry(
+            received_at=utc(row["received_at"]),
+            source=row["source"],
+            reason_code=row["reason_code"],
+            field=row["field"],
+            detail=row["detail"],
+            fix=row["fix"],
+            raw=row["raw"],
+        ),
+        status=QuarantineStatus(row["status"]),
+        resolved_at=utc(row["resolved_at"]) if row["resolved_at"] is not None else None,
+        note=row["note"],
+    )

@@ -1,0 +1,6 @@
+"""Imports every table module so that ``Base.metadata`` knows the whole schema."""
+
+from counterpoint.event import models as event_models
+from counterpoint.profile import models as profile_models
+
+__all__ = ["event_models", "profile_models"]
