@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Deployment", "Environment", "Settings"]
 
@@ -55,9 +56,17 @@ class Settings(BaseSettings):
     commit_window_ms: float = Field(
         2.0, ge=0, le=1000, description="How long the group committer gathers requests."
     )
-    max_clock_skew_days: int = Field(
-        30, gt=0, description="Events dated further in the future than this are refused."
+    extra_specialties: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Specialty codes accepted beside the built-in list, comma-separated.",
     )
+
+    @field_validator("extra_specialties", mode="before")
+    @classmethod
+    def _split_codes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

@@ -25,6 +25,7 @@ from counterpoint.event.log import (
     StoredEvent,
     TimelineQuery,
 )
+from counterpoint.kit.clock import utc
 
 __all__ = ["DuckDBEventLog"]
 
@@ -88,12 +89,20 @@ class DuckDBEventLog:
         return cur
 
     def append(
-        self, events: Sequence[LogEvent], quarantine: Sequence[QuarantineEntry] = ()
+        self,
+        events: Sequence[LogEvent],
+        quarantine: Sequence[QuarantineEntry] = (),
+        *,
+        report_ids: bool = False,
     ) -> AppendResult:
-        return self.append_arrow(events_to_arrow(events), quarantine)
+        return self.append_arrow(events_to_arrow(events), quarantine, report_ids=report_ids)
 
     def append_arrow(
-        self, incoming: pa.Table, quarantine: Sequence[QuarantineEntry] = ()
+        self,
+        incoming: pa.Table,
+        quarantine: Sequence[QuarantineEntry] = (),
+        *,
+        report_ids: bool = False,
     ) -> AppendResult:
         """Append a table in ``LOG_SCHEMA`` (the bulk import's fast path)."""
         if incoming.schema != LOG_SCHEMA:
@@ -103,20 +112,33 @@ class DuckDBEventLog:
             cur.execute("BEGIN TRANSACTION")
             try:
                 accepted = 0
+                ids: frozenset[str] | None = frozenset() if report_ids else None
                 if incoming.num_rows:
                     cur.register("incoming", incoming)
                     try:
-                        row = cur.execute(_INSERT).fetchone()
+                        if report_ids:
+                            stored = cur.execute(_INSERT + " RETURNING message_id").fetchall()
+                            ids = frozenset(r[0] for r in stored)
+                            accepted = len(ids)
+                        else:
+                            rows = cur.execute(_INSERT).fetchall()
+                            accepted = int(rows[0][0]) if rows else 0
                     finally:
                         cur.unregister("incoming")
-                    accepted = int(row[0]) if row else 0
                 if quarantine:
                     cur.executemany(
                         f"INSERT INTO quarantine ({_Q_COLS}, status) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
                         [
-                            [q.received_at, q.source, q.reason_code, q.field, q.detail, q.fix]
-                            + [q.raw]
+                            [
+                                q.received_at,
+                                q.source,
+                                q.reason_code,
+                                q.field,
+                                q.detail,
+                                q.fix,
+                                q.raw,
+                            ]
                             for q in quarantine
                         ],
                     )
@@ -129,15 +151,16 @@ class DuckDBEventLog:
             duplicates=incoming.num_rows - accepted,
             quarantined=len(quarantine),
             last_seq=self.head(),
+            accepted_ids=ids,
         )
 
     def head(self) -> int:
-        row = self._cursor().execute("SELECT coalesce(max(seq), 0) FROM event_log").fetchone()
-        return int(row[0]) if row else 0
+        rows = self._cursor().execute("SELECT coalesce(max(seq), 0) FROM event_log").fetchall()
+        return int(rows[0][0])
 
     def count(self) -> int:
-        row = self._cursor().execute("SELECT count(*) FROM event_log").fetchone()
-        return int(row[0]) if row else 0
+        rows = self._cursor().execute("SELECT count(*) FROM event_log").fetchall()
+        return int(rows[0][0])
 
     def read_after(self, position: int, limit: int) -> pa.Table:
         return (
@@ -207,8 +230,6 @@ class DuckDBEventLog:
 
 
 def _quarantined(row: tuple[Any, ...]) -> QuarantinedEvent:
-    from counterpoint.kit.clock import utc
-
     return QuarantinedEvent(
         id=int(row[0]),
         entry=QuarantineEntry(

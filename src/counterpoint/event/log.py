@@ -69,6 +69,8 @@ class AppendResult:
     duplicates: int
     quarantined: int
     last_seq: int
+    accepted_ids: frozenset[str] | None = None
+    """The message ids stored, when asked for (``report_ids=True``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,11 @@ class TimelineQuery:
 
 class EventLog(Protocol):
     def append(
-        self, events: Sequence[LogEvent], quarantine: Sequence[QuarantineEntry] = ()
+        self,
+        events: Sequence[LogEvent],
+        quarantine: Sequence[QuarantineEntry] = (),
+        *,
+        report_ids: bool = False,
     ) -> AppendResult:
         """Store new events and quarantine entries in one durable transaction.
 

@@ -40,18 +40,27 @@ class PostgresEventLog:
         self._engine = engine
 
     def append(
-        self, events: Sequence[LogEvent], quarantine: Sequence[QuarantineEntry] = ()
+        self,
+        events: Sequence[LogEvent],
+        quarantine: Sequence[QuarantineEntry] = (),
+        *,
+        report_ids: bool = False,
     ) -> AppendResult:
-        return self.append_arrow(events_to_arrow(events), quarantine)
+        return self.append_arrow(events_to_arrow(events), quarantine, report_ids=report_ids)
 
     def append_arrow(
-        self, incoming: pa.Table, quarantine: Sequence[QuarantineEntry] = ()
+        self,
+        incoming: pa.Table,
+        quarantine: Sequence[QuarantineEntry] = (),
+        *,
+        report_ids: bool = False,
     ) -> AppendResult:
         if incoming.schema != LOG_SCHEMA:
             incoming = incoming.select(list(LOG_COLUMNS)).cast(LOG_SCHEMA)
         with self._engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _APPEND_LOCK})
             accepted = 0
+            ids: frozenset[str] | None = frozenset() if report_ids else None
             if incoming.num_rows:
                 if conn.execute(text("SELECT to_regclass('pg_temp.incoming')")).scalar() is None:
                     conn.execute(
@@ -67,14 +76,16 @@ class PostgresEventLog:
                     columns = [incoming.column(c).to_pylist() for c in LOG_COLUMNS]
                     for row in zip(*columns, strict=True):
                         cp.write_row(row)
-                result = conn.execute(
-                    text(
-                        f"INSERT INTO event_log ({_COLS}) "
-                        f"SELECT {_COLS} FROM incoming ORDER BY ord "
-                        "ON CONFLICT (message_id) DO NOTHING"
-                    )
+                insert = (
+                    f"INSERT INTO event_log ({_COLS}) SELECT {_COLS} FROM incoming ORDER BY ord "
+                    "ON CONFLICT (message_id) DO NOTHING"
                 )
-                accepted = result.rowcount
+                if report_ids:
+                    stored = conn.execute(text(insert + " RETURNING message_id")).scalars()
+                    ids = frozenset(stored)
+                    accepted = len(ids)
+                else:
+                    accepted = conn.execute(text(insert)).rowcount
             if quarantine:
                 conn.execute(
                     _Q.insert(),
@@ -97,6 +108,7 @@ class PostgresEventLog:
             duplicates=incoming.num_rows - accepted,
             quarantined=len(quarantine),
             last_seq=self.head(),
+            accepted_ids=ids,
         )
 
     def head(self) -> int:

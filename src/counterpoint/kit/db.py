@@ -79,3 +79,38 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def upsert(
+    session: Session,
+    table: Any,
+    rows: list[dict[str, Any]],
+    *,
+    keys: list[str],
+    update: dict[str, Any] | None = None,
+    where: Any = None,
+) -> None:
+    """INSERT … ON CONFLICT (keys) DO UPDATE/NOTHING, on SQLite and PostgreSQL alike.
+
+    ``update`` maps a column to a value or to a callable taking the insert statement (for
+    ``stmt.excluded``), or is None for DO NOTHING; ``where`` (a callable likewise) limits the
+    update to rows for which it holds.
+    """
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(table)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table)
+    if update is None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=keys)
+    else:
+        values = {k: (v(stmt) if callable(v) else v) for k, v in update.items()}
+        condition = where(stmt) if where is not None else None
+        stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values, where=condition)
+    session.execute(stmt, rows)

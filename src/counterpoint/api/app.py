@@ -1,0 +1,98 @@
+"""FastAPI application factory. Errors are RFC 9457 problem documents, never bare 500s."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from counterpoint import __version__
+from counterpoint.api import hcps, ingest, quarantine
+from counterpoint.container import Container
+from counterpoint.errors import CounterpointError
+
+__all__ = ["PROBLEM", "create_app"]
+
+PROBLEM = "application/problem+json"
+_log = logging.getLogger(__name__)
+
+
+def _problem(status: int, code: str, detail: str, **extra: object) -> JSONResponse:
+    body = {
+        "type": f"https://counterpoint.invalid/problems/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CounterpointError)
+    async def _expected(_: Request, exc: CounterpointError) -> JSONResponse:
+        return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": None, "reason": "invalid request"}
+        return _problem(
+            422,
+            "validation_failed",
+            f"{first['field']}: {first['reason']}",
+            field=first["field"],
+            errors=errors,
+            fix="correct the named field (see the API reference at /docs)",
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _problem(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        _log.exception("unexpected error", exc_info=exc)
+        return _problem(503, "unavailable", "the request could not be completed; retry later")
+
+
+def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
+    """The API over a built ``Container``; the lifespan starts and stops its workers."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_background:
+            container.start_background()
+        try:
+            yield
+        finally:
+            if run_background:
+                container.close()
+
+    app = FastAPI(
+        title="Counterpoint",
+        version=__version__,
+        summary="Omnichannel engagement between life-sciences companies and HCPs",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    _install_error_handlers(app)
+
+    @app.get("/health", tags=["operations"])
+    def health() -> dict[str, str]:
+        """Ready: the stores are open and the workers run."""
+        return {"status": "ok", "deployment": container.settings.deployment.value}
+
+    app.include_router(ingest.router)
+    app.include_router(hcps.router)
+    app.include_router(quarantine.router)
+    return app

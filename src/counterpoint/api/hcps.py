@@ -1,0 +1,101 @@
+"""HCP 360: one record per HCP, looked up by id or by any identifier, with its timeline."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from counterpoint.api.deps import Caller, Services
+from counterpoint.errors import ValidationFailedError
+from counterpoint.event.canonical import Channel, Function
+from counterpoint.event.log import StoredEvent
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/hcps", tags=["hcp"])
+
+
+def _cursor(event: StoredEvent) -> str:
+    raw = f"{event.event.occurred_at.isoformat()}|{event.seq}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    try:
+        at, _, seq = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return dt.datetime.fromisoformat(at), int(seq)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationFailedError(
+            "the cursor is not one this API returned",
+            field="cursor",
+            fix="pass next_cursor from the previous page unchanged",
+        ) from None
+
+
+def _event(item: StoredEvent) -> dict[str, Any]:
+    e = item.event
+    return {
+        "seq": item.seq,
+        "message_id": e.message_id,
+        "kind": e.kind.value,
+        "identifier": e.subject,
+        "occurred_at": e.occurred_at,
+        "channel": e.channel,
+        "action": e.action,
+        "event_name": e.event_name,
+        "brand": e.brand,
+        "content_id": e.content_id,
+        "slide": e.slide,
+        "actor_type": e.actor_type,
+        "actor_id": e.actor_id,
+        "function": e.function,
+        "market": e.market,
+        "payload": e.payload,
+        "synthetic": e.synthetic,
+    }
+
+
+@router.get("")
+def lookup(
+    identifier: Annotated[str, Query(description="type:value, e.g. npi:1234567893")],
+    container: Services,
+    _: Caller,
+) -> dict[str, Any]:
+    """The HCP holding this identifier."""
+    return container.profiles.get_by_identifier(identifier)
+
+
+@router.get("/{hcp_id}")
+def get_hcp(hcp_id: str, container: Services, _: Caller) -> dict[str, Any]:
+    """The HCP 360 profile: attributes, identifiers, affiliations, engagement features."""
+    return container.profiles.get_hcp(hcp_id)
+
+
+@router.get("/{hcp_id}/timeline")
+def timeline(
+    hcp_id: str,
+    container: Services,
+    _: Caller,
+    channel: Channel | None = None,
+    brand: str | None = None,
+    function: Function | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Every event of the HCP across identifiers, newest first (keyset pagination)."""
+    profile_id, items = container.profiles.timeline(
+        hcp_id,
+        channel=channel.value if channel else None,
+        brand=brand,
+        function=function.value if function else None,
+        before=_parse_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    return {
+        "hcp_id": profile_id,
+        "items": [_event(i) for i in items],
+        "next_cursor": _cursor(items[-1]) if len(items) == limit else None,
+    }

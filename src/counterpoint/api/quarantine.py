@@ -1,0 +1,69 @@
+"""The quarantine: refused events with their reasons, to fix and replay, or discard."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from counterpoint.api.deps import Caller, Services
+from counterpoint.event.log import QuarantinedEvent, QuarantineStatus
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1/quarantine", tags=["ingestion"])
+
+
+def _item(q: QuarantinedEvent) -> dict[str, Any]:
+    e = q.entry
+    return {
+        "id": q.id,
+        "status": q.status.value,
+        "received_at": e.received_at,
+        "source": e.source,
+        "reason_code": e.reason_code,
+        "field": e.field,
+        "detail": e.detail,
+        "fix": e.fix,
+        "raw": e.raw,
+        "resolved_at": q.resolved_at,
+        "note": q.note,
+    }
+
+
+@router.get("")
+def list_quarantine(
+    container: Services,
+    _: Caller,
+    status: QuarantineStatus | None = QuarantineStatus.OPEN,
+    after_id: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    items = container.ingest.quarantined(status, after_id, limit)
+    return {
+        "items": [_item(q) for q in items],
+        "next_after_id": items[-1].id if len(items) == limit else None,
+    }
+
+
+@router.post("/{entry_id}/replay")
+def replay(
+    entry_id: int,
+    container: Services,
+    _: Caller,
+    corrected: Annotated[dict[str, Any] | None, Body(description="the fixed event")] = None,
+) -> dict[str, Any]:
+    """Validate the event again (as stored, or as corrected) and append it if it passes."""
+    result = container.ingest.replay(entry_id, corrected)
+    container.projector.wake()
+    return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+
+@router.post("/{entry_id}/discard")
+def discard(
+    entry_id: int,
+    container: Services,
+    _: Caller,
+    note: Annotated[str, Body(embed=True, min_length=3, max_length=500)],
+) -> dict[str, Any]:
+    return {"discarded": container.ingest.discard([entry_id], note)}

@@ -1,0 +1,427 @@
+"""The ``counterpoint`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from counterpoint.cli import simulate
+from counterpoint.container import Container, open_container
+from counterpoint.errors import CounterpointError
+from counterpoint.event.log import QuarantineStatus
+from counterpoint.kit import migrate
+from counterpoint.kit.files import count_rows
+from counterpoint.settings import Settings
+
+__all__ = ["app", "main"]
+
+console = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="counterpoint",
+    help="Omnichannel engagement between life-sciences companies and HCPs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(
+    help="Import master data and interactions from files.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Write keys for event sources.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens for the management API.", no_args_is_help=True)
+hcp_app = typer.Typer(help="Look at HCP records.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Refused events: list, replay, discard.", no_args_is_help=True)
+db_app = typer.Typer(help="The operational database schema.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+app.add_typer(keys_app, name="keys")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(hcp_app, name="hcp")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(db_app, name="db")
+app.add_typer(simulate.app, name="simulate")
+
+
+@app.callback()
+def _root(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Data directory (default ./.counterpoint).", envvar=None),
+    ] = None,
+) -> None:
+    if data_dir is not None:
+        os.environ["COUNTERPOINT_DATA_DIR"] = str(data_dir)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "COUNTERPOINT_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise CounterpointError(
+            f"{name}: {first['msg']}", field=name, fix="correct the setting"
+        ) from None
+
+
+@contextmanager
+def container() -> Iterator[Container]:
+    built = open_container(settings())
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+# --- serving -------------------------------------------------------------------------
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+) -> None:
+    """Run the API on the deployment the settings name; GET /health answers when ready."""
+    import uvicorn
+
+    from counterpoint.api.app import create_app
+
+    config = settings()
+    built = open_container(config)
+    uvicorn.run(
+        create_app(built),
+        host=host or config.host,
+        port=port or config.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def demo(
+    hcps: Annotated[int, typer.Option(help="Synthetic HCPs to generate.")] = 500,
+    weeks: Annotated[int, typer.Option(help="Weeks of synthetic history.")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    port: Annotated[int | None, typer.Option(help="Port to serve on.")] = None,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Prepare, do not serve.")] = False,
+) -> None:
+    """Generate a small synthetic market, ingest it, and serve the API (embedded)."""
+    config = settings()
+    out = config.data_dir / "market"
+    if not (out / "hcps.parquet").exists():
+        simulate.market(
+            hcps=hcps, weeks=weeks, seed=seed, out=out, duplicates=0.0, invalid=0.0, start=None
+        )
+    with container() as built:
+        for kind in ("hcos", "hcps", "affiliations"):
+            _import(built, kind, out / f"{kind}.parquet")
+        for part in sorted((out / "events").glob("*.parquet")):
+            _import(built, "events", part)
+        _, key = built.write_keys.create("demo source")
+        _, token = built.tokens.create("demo", days=7)
+        sample = _sample_hcp(built)
+    base = f"http://{config.host}:{port or config.port}"
+    console.print(f"\n[bold green]Ready.[/] Synthetic market in {out}")
+    console.print(f"  write key (HTTP Basic user name for /v1/*): [bold]{key}[/]", soft_wrap=True)
+    console.print(f"  API token (Authorization: Bearer …):        [bold]{token}[/]", soft_wrap=True)
+    console.print(f"  API reference:   {base}/docs")
+    console.print(f"  health:          {base}/health")
+    if sample:
+        console.print(
+            f"  an HCP 360:      curl -H 'Authorization: Bearer {token}' "
+            f"{base}/api/v1/hcps/{sample}",
+            soft_wrap=True,
+        )
+        console.print(f"  in the terminal: counterpoint hcp show {sample}")
+    if not no_serve:
+        serve(host=None, port=port)
+
+
+def _sample_hcp(built: Container) -> str | None:
+    from sqlalchemy import select
+
+    from counterpoint.profile.models import Hcp
+
+    with built.sessions() as session:
+        return session.scalars(
+            select(Hcp.id).where(Hcp.master_data.is_(True), Hcp.merged_into.is_(None)).limit(1)
+        ).first()
+
+
+# --- imports -------------------------------------------------------------------------
+def _import(built: Container, kind: str, path: Path) -> None:
+    if not path.exists():
+        raise CounterpointError(
+            f"no file {path}", field="FILE", fix="give the path of an existing file"
+        )
+    total = count_rows(path)
+    with progress_bar() as bar:
+        task = bar.add_task(f"{kind} {path.name}", total=total)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        if kind == "events":
+            report = built.ingest.import_file(path, progress=advance)
+            bar.update(task, description=f"profiles {path.name}", completed=0, total=None)
+            built.projector.catch_up(advance)
+            console.print(
+                f"{path.name}: {report.rows} rows, {report.accepted} accepted, "
+                f"{report.duplicates} duplicates, {report.quarantined} quarantined"
+            )
+            _print_row_errors(report.errors)
+            return
+        master = built.profiles.import_master_data(path, _kind(kind), progress=advance)
+    console.print(
+        f"{path.name}: {master.rows} rows, {master.imported} imported, "
+        f"{master.unchanged} unchanged, "
+        f"{len({e.row for e in master.rejected})} rejected"
+    )
+    _print_row_errors(master.rejected)
+    if master.reject_file is not None:
+        console.print(
+            f"[yellow]Rejected rows kept in {master.reject_file}[/] (fix them and import that file)"
+        )
+
+
+def _kind(kind: str) -> Literal["hcps", "hcos", "affiliations"]:
+    if kind == "hcps":
+        return "hcps"
+    if kind == "hcos":
+        return "hcos"
+    return "affiliations"
+
+
+def _print_row_errors(errors: list[Any], limit: int = 20) -> None:
+    if not errors:
+        return
+    table = Table(
+        "file", "row", "field", "reason", "fix", title="Rejected rows", title_justify="left"
+    )
+    for e in errors[:limit]:
+        table.add_row(e.file, str(e.row), e.field, e.reason, e.fix)
+    console.print(table)
+    if len(errors) > limit:
+        console.print(f"… and {len(errors) - limit} more")
+
+
+def _import_command(kind: str) -> Callable[[Path], None]:
+    def command(
+        file: Annotated[Path, typer.Argument(help="CSV, Parquet (or NDJSON for events).")],
+    ) -> None:
+        with container() as built:
+            _import(built, kind, file)
+
+    command.__doc__ = f"Import {kind} from a file (columns: docs/formats.md)."
+    return command
+
+
+for _kind_name in ("hcps", "hcos", "affiliations", "events"):
+    import_app.command(_kind_name)(_import_command(_kind_name))
+
+
+# --- keys and tokens -----------------------------------------------------------------
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    trusted: Annotated[
+        bool, typer.Option(help="A server-side source (may send consent grants).")
+    ] = False,
+) -> None:
+    """Create a write key and print it (shown once)."""
+    with container() as built:
+        info, secret = built.write_keys.create(name, trusted=trusted)
+    console.print(f"write key {info.id} ({name}): [bold]{secret}[/]")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    with container() as built:
+        done = built.write_keys.revoke(key_id)
+    if not done:
+        raise CounterpointError(
+            f"no active write key {key_id}", field="KEY_ID", fix="give the id `keys create` printed"
+        )
+    console.print(f"revoked {key_id}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str, days: Annotated[int, typer.Option(help="Days until it expires.")] = 90
+) -> None:
+    """Create an API token and print it (shown once)."""
+    with container() as built:
+        info, secret = built.tokens.create(name, days=days)
+    console.print(
+        f"token {info.id} ({name}, expires {info.expires_at:%Y-%m-%d}): [bold]{secret}[/]"
+    )
+
+
+# --- reading -------------------------------------------------------------------------
+@hcp_app.command("show")
+def hcp_show(
+    identifier: Annotated[
+        str, typer.Argument(help="An HCP id (hcp_…) or identifier, e.g. npi:1234567893.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the HCP 360 profile."""
+    with container() as built:
+        built.projector.catch_up()
+        if identifier.startswith("hcp_"):
+            profile = built.profiles.get_hcp(identifier)
+        else:
+            profile = built.profiles.get_by_identifier(identifier)
+    if as_json:
+        console.print_json(json.dumps(profile, default=str))
+        return
+    _print_profile(profile)
+
+
+def _print_profile(p: dict[str, Any]) -> None:
+    title = " ".join(str(x) for x in (p["title"], p["first_name"], p["last_name"]) if x) or p["id"]
+    console.print(
+        f"[bold]{title}[/]  {p['id']}" + ("  [magenta](synthetic)[/]" if p["synthetic"] else "")
+    )
+    console.print(
+        f"{p['specialty'] or '-'} · {p['market'] or '-'} · territory {p['territory'] or '-'} · "
+        f"decile {p['potential_decile'] or '-'} · persona {p['persona'] or '-'}"
+    )
+    console.print(
+        "identifiers: " + ", ".join(f"{i['type']}:{i['value']}" for i in p["identifiers"])
+    )
+    if p["adoption_stage"]:
+        console.print(
+            "adoption: " + ", ".join(f"{b} {s}" for b, s in sorted(p["adoption_stage"].items()))
+        )
+    e = p["engagement"]
+    console.print(
+        f"events 7/30/90d: {e['events']['7d']}/{e['events']['30d']}/{e['events']['90d']} · "
+        f"touches: {e['touches']['7d']}/{e['touches']['30d']}/{e['touches']['90d']} · "
+        f"preferred channel: {e['preferred_channel'] or '-'}"
+    )
+    table = Table(
+        "channel", "events 90d", "touches 90d", "response rate", "last", title_justify="left"
+    )
+    for name, c in e["channels"].items():
+        last = c.get("last")
+        rate = c.get("response_rate_90d")
+        table.add_row(
+            name,
+            str(c.get("events", {}).get("90d", 0)),
+            str(c.get("touches", {}).get("90d", 0)),
+            "-" if rate is None else f"{rate:.2f}",
+            f"{last['action']} {last['at']:%Y-%m-%d}" if last else "-",
+        )
+    console.print(table)
+
+
+# --- quarantine ----------------------------------------------------------------------
+@quarantine_app.command("list")
+def quarantine_list(
+    status: Annotated[str, typer.Option(help="open, replayed, discarded or all")] = "open",
+    limit: int = 50,
+) -> None:
+    """Refused events with the reason and the fix."""
+    chosen = None if status == "all" else _status(status)
+    with container() as built:
+        items = built.ingest.quarantined(chosen, 0, limit)
+    table = Table("id", "status", "source", "reason", "field", "detail", "fix")
+    for q in items:
+        e = q.entry
+        table.add_row(
+            str(q.id), q.status.value, e.source, e.reason_code, e.field or "", e.detail, e.fix or ""
+        )
+    console.print(table)
+
+
+def _status(text: str) -> QuarantineStatus:
+    try:
+        return QuarantineStatus(text)
+    except ValueError:
+        raise CounterpointError(
+            f"unknown status {text!r}", field="--status", fix="use open, replayed, discarded or all"
+        ) from None
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(
+    entry_id: int,
+    corrected: Annotated[
+        Path | None, typer.Option(help="A JSON file with the fixed event.")
+    ] = None,
+) -> None:
+    """Validate a quarantined event again (as stored or corrected) and append it."""
+    fixed = json.loads(corrected.read_text()) if corrected else None
+    with container() as built:
+        result = built.ingest.replay(entry_id, fixed)
+        built.projector.catch_up()
+    console.print(f"replayed {entry_id}: {result.accepted} accepted, {result.duplicates} duplicate")
+
+
+@quarantine_app.command("discard")
+def quarantine_discard(entry_id: int, note: Annotated[str, typer.Option(help="Why.")]) -> None:
+    with container() as built:
+        count = built.ingest.discard([entry_id], note)
+    console.print(f"discarded {count}")
+
+
+# --- operations ----------------------------------------------------------------------
+@app.command()
+def rebuild() -> None:
+    """Forget derived state (profiles, identities, engagement) and replay the event log."""
+    with container() as built, progress_bar() as bar:
+        task = bar.add_task("replaying", total=built.log.count())
+        applied = built.projector.rebuild(lambda n: bar.advance(task, n))
+    console.print(f"replayed {applied} events")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the operational schema to the latest version."""
+    from counterpoint.kit.db import make_engine
+
+    engine = make_engine(settings().resolved_database_url)
+    migrate.upgrade(engine)
+    console.print("schema up to date")
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Fail if the models and the migrations differ (run after upgrade)."""
+    from counterpoint.kit.db import make_engine
+
+    engine = make_engine(settings().resolved_database_url)
+    migrate.upgrade(engine)
+    migrate.check(engine)
+    console.print("no drift between models and migrations")
+
+
+def main() -> None:
+    try:
+        app()
+    except CounterpointError as exc:
+        err.print(f"[bold red]error:[/] {exc.detail}")
+        if exc.field:
+            err.print(f"  field: {exc.field}")
+        if exc.fix:
+            err.print(f"  fix:   {exc.fix}")
+        sys.exit(2)

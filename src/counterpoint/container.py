@@ -1,0 +1,110 @@
+"""Builds the parts of a running Counterpoint from its settings (one per process)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from counterpoint.errors import CounterpointError
+from counterpoint.event.committer import GroupCommitter
+from counterpoint.event.duckdb_log import DuckDBEventLog
+from counterpoint.event.keys import WriteKeys
+from counterpoint.event.log import EventLog
+from counterpoint.event.postgres_log import PostgresEventLog
+from counterpoint.event.service import IngestService
+from counterpoint.kit import migrate
+from counterpoint.kit.clock import Clock, SystemClock
+from counterpoint.kit.db import make_engine, make_sessionmaker
+from counterpoint.policy.tokens import ApiTokens
+from counterpoint.profile.projector import ProfileProjector
+from counterpoint.profile.records import specialty_codes
+from counterpoint.profile.service import ProfileService
+from counterpoint.settings import Deployment, Settings
+
+__all__ = ["Container", "EventLogBusyError", "open_container"]
+
+
+class EventLogBusyError(CounterpointError):
+    status = 409
+    code = "event_log_busy"
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+    engine: Engine
+    sessions: sessionmaker[Session]
+    log: EventLog
+    committer: GroupCommitter
+    projector: ProfileProjector
+    write_keys: WriteKeys
+    tokens: ApiTokens
+    ingest: IngestService
+    profiles: ProfileService
+
+    def start_background(self) -> None:
+        """Start the writer and the profile consumer (the API process does this)."""
+        self.committer.start()
+        self.projector.start()
+        self.projector.wake()
+
+    def close(self) -> None:
+        self.committer.stop()
+        self.projector.stop()
+        self.log.close()
+        self.engine.dispose()
+
+
+def _open_log(settings: Settings, engine: Engine) -> EventLog:
+    if settings.deployment is Deployment.SERVER:
+        return PostgresEventLog(engine)
+    try:
+        return DuckDBEventLog(settings.event_log_path)
+    except duckdb.IOException as exc:
+        raise EventLogBusyError(
+            f"the event log {settings.event_log_path} is in use by another process: {exc}",
+            field="data_dir",
+            fix="stop `counterpoint serve` (the embedded deployment is one process), "
+            "or send events through the API",
+        ) from None
+
+
+def open_container(settings: Settings, *, clock: Clock | None = None) -> Container:
+    """Open stores (migrating the schema to head) and build every service."""
+    clock = clock or SystemClock()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    migrate.upgrade(engine)
+    sessions = make_sessionmaker(engine)
+    log = _open_log(settings, engine)
+    projector = ProfileProjector(sessions, log, clock)
+    committer = GroupCommitter(
+        log, window_s=settings.commit_window_ms / 1000, on_commit=projector.wake
+    )
+    write_keys = WriteKeys(sessions, clock)
+    return Container(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        log=log,
+        committer=committer,
+        projector=projector,
+        write_keys=write_keys,
+        tokens=ApiTokens(sessions, clock),
+        ingest=IngestService(
+            log,
+            committer,
+            write_keys,
+            clock,
+            max_event_bytes=settings.max_event_bytes,
+            max_batch_bytes=settings.max_batch_bytes,
+        ),
+        profiles=ProfileService(
+            sessions, log, projector, clock, specialties=specialty_codes(settings.extra_specialties)
+        ),
+    )

@@ -1,0 +1,1 @@
+"""Access control, contact policy, audit trail."""

@@ -1,0 +1,393 @@
+"""All SQL of the customer record. Services and the projector call these; they never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from counterpoint.kit.db import upsert
+from counterpoint.profile.identifiers import Identifier, IdentifierType
+from counterpoint.profile.identity import Observation, ProfileRank, Separation
+from counterpoint.profile.merge import AttributeValue
+from counterpoint.profile.models import (
+    Affiliation,
+    AttributeObservation,
+    EngagementContent,
+    EngagementDay,
+    EngagementLast,
+    Hco,
+    Hcp,
+    Identity,
+    IdentityObservation,
+    IdentityObservationMember,
+    IdentitySeparation,
+    IdentitySeparationMember,
+    MergeRecord,
+)
+
+__all__ = ["DERIVED_TABLES", "ProfileRepository", "to_identifier"]
+
+_IN_BATCH = 500
+
+DERIVED_TABLES = (
+    EngagementContent,
+    EngagementLast,
+    EngagementDay,
+    AttributeObservation,
+    MergeRecord,
+    IdentityObservationMember,
+    IdentityObservation,
+    Identity,
+    Hcp,
+)
+"""Rebuilt from the event log by replay (children first). Separations and HCOs are not."""
+
+
+def to_identifier(key: str) -> Identifier:
+    kind, _, value = key.partition(":")
+    return Identifier(IdentifierType(kind), value)
+
+
+def _batches(values: Iterable[str]) -> Iterator[list[str]]:
+    items = sorted(set(values))
+    for start in range(0, len(items), _IN_BATCH):
+        yield items[start : start + _IN_BATCH]
+
+
+class ProfileRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # --- identities -------------------------------------------------------------------
+    def profiles_of(self, keys: Iterable[str]) -> dict[str, str]:
+        """Identifier key → profile id, for the keys that are known."""
+        found: dict[str, str] = {}
+        for batch in _batches(keys):
+            rows = self.session.execute(
+                select(Identity.key, Identity.hcp_id).where(Identity.key.in_(batch))
+            )
+            found.update(dict(rows.tuples().all()))
+        return found
+
+    def identities_of(self, hcp_ids: Iterable[str]) -> dict[str, list[str]]:
+        """Profile id → its identifier keys."""
+        found: dict[str, list[str]] = {}
+        for batch in _batches(hcp_ids):
+            rows = self.session.execute(
+                select(Identity.hcp_id, Identity.key).where(Identity.hcp_id.in_(batch))
+            )
+            for hcp_id, key in rows:
+                found.setdefault(hcp_id, []).append(key)
+        return found
+
+    def set_identities(self, rows: Sequence[dict[str, Any]]) -> None:
+        upsert(
+            self.session,
+            Identity.__table__,
+            list(rows),
+            keys=["key"],
+            update={"hcp_id": lambda s: s.excluded.hcp_id},
+        )
+
+    # --- profiles ---------------------------------------------------------------------
+    def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
+        upsert(self.session, Hcp.__table__, list(rows), keys=["id"])
+
+    def revive(self, hcp_ids: Iterable[str], at: dt.datetime) -> None:
+        """Profiles given back their own identifiers (an unmerge) stop pointing elsewhere."""
+        for batch in _batches(hcp_ids):
+            self.session.execute(
+                update(Hcp).where(Hcp.id.in_(batch)).values(merged_into=None, updated_at=at)
+            )
+
+    def ranks(self, hcp_ids: Iterable[str]) -> dict[str, ProfileRank]:
+        ranks: dict[str, ProfileRank] = {}
+        for batch in _batches(hcp_ids):
+            rows = self.session.execute(
+                select(Hcp.id, Hcp.master_data, Hcp.created_at).where(Hcp.id.in_(batch))
+            )
+            for hcp_id, master, created in rows:
+                ranks[hcp_id] = ProfileRank(bool(master), created, hcp_id)
+        return ranks
+
+    def existing_profiles(self, hcp_ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for batch in _batches(hcp_ids):
+            found.update(self.session.scalars(select(Hcp.id).where(Hcp.id.in_(batch))))
+        return found
+
+    def mark_merged(self, absorbed: str, survivor: str, at: dt.datetime) -> None:
+        self.session.execute(
+            update(Hcp).where(Hcp.id == absorbed).values(merged_into=survivor, updated_at=at)
+        )
+
+    def update_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.session.execute(update(Hcp), list(rows))
+
+    def get_profile(self, hcp_id: str) -> Hcp | None:
+        return self.session.get(Hcp, hcp_id)
+
+    def record_merge(self, row: dict[str, Any]) -> None:
+        self.session.add(MergeRecord(**row))
+
+    def merges_of(self, hcp_id: str) -> list[MergeRecord]:
+        stmt = (
+            select(MergeRecord)
+            .where((MergeRecord.survivor == hcp_id) | (MergeRecord.other == hcp_id))
+            .order_by(MergeRecord.id)
+        )
+        return list(self.session.scalars(stmt))
+
+    # --- identity evidence ------------------------------------------------------------
+    def add_observations(
+        self, rows: Sequence[tuple[str, list[str], dt.datetime, int, str]]
+    ) -> None:
+        """Store observations (fingerprint, keys, observed_at, seq, source); repeats are ignored."""
+        if not rows:
+            return
+        upsert(
+            self.session,
+            IdentityObservation.__table__,
+            [
+                {"fingerprint": f, "identifiers": k, "observed_at": at, "seq": s, "source": src}
+                for f, k, at, s, src in rows
+            ],
+            keys=["fingerprint"],
+        )
+        ids: dict[str, int] = {}
+        for batch in _batches(r[0] for r in rows):
+            found = self.session.execute(
+                select(IdentityObservation.fingerprint, IdentityObservation.id).where(
+                    IdentityObservation.fingerprint.in_(batch)
+                )
+            )
+            ids.update(found.tuples().all())
+        members = [
+            {"observation_id": ids[f], "identifier": key} for f, keys, *_ in rows for key in keys
+        ]
+        upsert(
+            self.session,
+            IdentityObservationMember.__table__,
+            members,
+            keys=["observation_id", "identifier"],
+        )
+
+    def component(self, seed: Iterable[str]) -> tuple[set[str], list[Observation]]:
+        """All identifiers transitively observed with ``seed``, and those observations."""
+        keys: set[str] = set(seed)
+        frontier = set(keys)
+        observation_ids: set[int] = set()
+        while frontier:
+            new_obs: set[int] = set()
+            for batch in _batches(frontier):
+                new_obs.update(
+                    self.session.scalars(
+                        select(IdentityObservationMember.observation_id).where(
+                            IdentityObservationMember.identifier.in_(batch)
+                        )
+                    )
+                )
+            new_obs -= observation_ids
+            observation_ids |= new_obs
+            frontier = set()
+            for start in range(0, len(new_obs), _IN_BATCH):
+                batch_ids = sorted(new_obs)[start : start + _IN_BATCH]
+                frontier.update(
+                    self.session.scalars(
+                        select(IdentityObservationMember.identifier).where(
+                            IdentityObservationMember.observation_id.in_(batch_ids)
+                        )
+                    )
+                )
+            frontier -= keys
+            keys |= frontier
+        observations: list[Observation] = []
+        ordered = sorted(observation_ids)
+        for start in range(0, len(ordered), _IN_BATCH):
+            rows = self.session.scalars(
+                select(IdentityObservation).where(
+                    IdentityObservation.id.in_(ordered[start : start + _IN_BATCH])
+                )
+            )
+            observations.extend(
+                Observation(
+                    frozenset(to_identifier(k) for k in row.identifiers),
+                    row.observed_at,
+                    row.seq,
+                    row.source,
+                )
+                for row in rows
+            )
+        return keys, observations
+
+    def separations(self, keys: Iterable[str]) -> list[Separation]:
+        ids: set[int] = set()
+        for batch in _batches(keys):
+            ids.update(
+                self.session.scalars(
+                    select(IdentitySeparationMember.separation_id).where(
+                        IdentitySeparationMember.identifier.in_(batch)
+                    )
+                )
+            )
+        if not ids:
+            return []
+        rows = self.session.scalars(
+            select(IdentitySeparation).where(IdentitySeparation.id.in_(sorted(ids)))
+        )
+        return [
+            Separation(
+                frozenset(to_identifier(k) for k in r.left),
+                frozenset(to_identifier(k) for k in r.right),
+                r.reason,
+            )
+            for r in rows
+        ]
+
+    def add_separation(
+        self, left: list[str], right: list[str], reason: str, by: str, at: dt.datetime
+    ) -> None:
+        row = IdentitySeparation(
+            left=left, right=right, reason=reason, created_at=at, created_by=by
+        )
+        self.session.add(row)
+        self.session.flush()
+        self.session.add_all(
+            IdentitySeparationMember(separation_id=row.id, identifier=k) for k in left + right
+        )
+
+    # --- attributes -------------------------------------------------------------------
+    def add_attribute_observations(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Keep the latest statement per identifier, attribute and source."""
+        table = AttributeObservation.__table__
+        upsert(
+            self.session,
+            table,
+            list(rows),
+            keys=["identifier", "name", "source"],
+            update={
+                "value": lambda s: s.excluded.value,
+                "observed_at": lambda s: s.excluded.observed_at,
+                "seq": lambda s: s.excluded.seq,
+            },
+            where=lambda s: s.excluded.seq > table.c.seq,
+        )
+
+    def attribute_values(self, keys: Iterable[str]) -> dict[str, list[AttributeValue]]:
+        found: dict[str, list[AttributeValue]] = {}
+        for batch in _batches(keys):
+            rows = self.session.scalars(
+                select(AttributeObservation).where(AttributeObservation.identifier.in_(batch))
+            )
+            for r in rows:
+                found.setdefault(r.identifier, []).append(
+                    AttributeValue(r.name, r.value, r.observed_at, r.seq, r.source)
+                )
+        return found
+
+    # --- engagement -------------------------------------------------------------------
+    def add_engagement(
+        self,
+        days: list[dict[str, Any]],
+        last: list[dict[str, Any]],
+        content: list[dict[str, Any]],
+    ) -> None:
+        day_t = EngagementDay.__table__
+        upsert(
+            self.session,
+            day_t,
+            days,
+            keys=["identifier", "day", "channel", "action", "function"],
+            update={"count": lambda s: day_t.c.count + s.excluded.count},
+        )
+        last_t = EngagementLast.__table__
+        upsert(
+            self.session,
+            last_t,
+            last,
+            keys=["identifier", "channel"],
+            update={
+                "last_at": lambda s: s.excluded.last_at,
+                "last_action": lambda s: s.excluded.last_action,
+            },
+            where=lambda s: s.excluded.last_at >= last_t.c.last_at,
+        )
+        content_t = EngagementContent.__table__
+        upsert(
+            self.session,
+            content_t,
+            content,
+            keys=["identifier", "content_id"],
+            update={
+                "count": lambda s: content_t.c.count + s.excluded.count,
+                "last_at": lambda s: s.excluded.last_at,
+            },
+        )
+
+    def engagement_of(
+        self, keys: Sequence[str], since: dt.date
+    ) -> tuple[list[EngagementDay], list[EngagementLast], list[EngagementContent]]:
+        days = list(
+            self.session.scalars(
+                select(EngagementDay).where(
+                    EngagementDay.identifier.in_(keys), EngagementDay.day >= since
+                )
+            )
+        )
+        last = list(
+            self.session.scalars(select(EngagementLast).where(EngagementLast.identifier.in_(keys)))
+        )
+        content = list(
+            self.session.scalars(
+                select(EngagementContent).where(EngagementContent.identifier.in_(keys))
+            )
+        )
+        return days, last, content
+
+    def prune_engagement(self, before: dt.date) -> None:
+        self.session.execute(delete(EngagementDay).where(EngagementDay.day < before))
+
+    # --- organisations ----------------------------------------------------------------
+    def affiliations_of(self, keys: Sequence[str]) -> list[tuple[Affiliation, Hco]]:
+        rows = self.session.execute(
+            select(Affiliation, Hco)
+            .join(Hco, Hco.id == Affiliation.hco_id)
+            .where(Affiliation.identifier.in_(keys))
+        )
+        return [(a, h) for a, h in rows.tuples()]
+
+    def upsert_hcos(self, rows: Sequence[dict[str, Any]]) -> None:
+        upsert(
+            self.session,
+            Hco.__table__,
+            list(rows),
+            keys=["id"],
+            update={
+                c: (lambda s, c=c: s.excluded[c])
+                for c in ("name", "kind", "market", "city", "synthetic", "updated_at")
+            },
+        )
+
+    def upsert_affiliations(self, rows: Sequence[dict[str, Any]]) -> None:
+        upsert(
+            self.session,
+            Affiliation.__table__,
+            list(rows),
+            keys=["identifier", "hco_id"],
+            update={c: (lambda s, c=c: s.excluded[c]) for c in ("role", "primary", "synthetic")},
+        )
+
+    def known_hcos(self, ids: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for batch in _batches(ids):
+            found.update(self.session.scalars(select(Hco.id).where(Hco.id.in_(batch))))
+        return found
+
+    def clear_derived(self) -> None:
+        for model in DERIVED_TABLES:
+            self.session.execute(delete(model))

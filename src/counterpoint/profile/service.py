@@ -1,0 +1,359 @@
+"""Use cases of the customer record: HCP 360 reads, master-data imports."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from counterpoint.errors import NotFoundError, ValidationFailedError
+from counterpoint.event.canonical import EventKind, LogEvent
+from counterpoint.event.log import EventLog, StoredEvent, TimelineQuery
+from counterpoint.kit.clock import Clock
+from counterpoint.kit.files import read_chunks
+from counterpoint.profile.features import ContentCount, DayCount, LastEvent, engagement_features
+from counterpoint.profile.identifiers import parse_user_id
+from counterpoint.profile.models import Hcp
+from counterpoint.profile.projector import ProfileProjector
+from counterpoint.profile.records import AffiliationRecord, HcoRecord, HcpRecord, RowError
+from counterpoint.profile.repository import ProfileRepository
+from counterpoint.profile.validation import (
+    check_columns,
+    validate_affiliation_row,
+    validate_hco_row,
+    validate_hcp_row,
+)
+
+__all__ = ["MasterDataReport", "ProfileService"]
+
+Kind = Literal["hcps", "hcos", "affiliations"]
+
+
+@dataclass
+class MasterDataReport:
+    file: str
+    kind: Kind
+    rows: int = 0
+    imported: int = 0
+    unchanged: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+    reject_file: Path | None = None
+
+
+def _hcp_event(record: HcpRecord, source: str, now: dt.datetime) -> LogEvent:
+    """A master-data row becomes an ``identify`` event: the log stays the only truth."""
+    traits: dict[str, Any] = {
+        "first_name": record.first_name,
+        "last_name": record.last_name,
+        "title": record.title,
+        "specialty": record.specialty,
+        "market": record.market,
+        "territory": record.territory,
+        "potential_decile": record.potential_decile,
+        "segments": list(record.segments),
+        "persona": record.persona,
+        "adoption_stage": dict(record.adoption_stage),
+        "preferred_language": record.preferred_language,
+        "time_zone": record.time_zone,
+    }
+    names = {"npi": "npi", "national": "national_id", "vendor": "vendor_id", "crm": "crm_id"}
+    for identifier in record.identifiers:
+        traits[names.get(identifier.type.value, identifier.type.value)] = identifier.value
+    payload = {"traits": traits, "master_data": True}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
+        :32
+    ]
+    return LogEvent(
+        message_id=f"md-{digest}",
+        kind=EventKind.IDENTIFY,
+        subject=record.identifiers[0].key,
+        occurred_at=now,
+        received_at=now,
+        source=source,
+        market=record.market,
+        payload=payload,
+        synthetic=record.synthetic,
+    )
+
+
+class ProfileService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        log: EventLog,
+        projector: ProfileProjector,
+        clock: Clock,
+        *,
+        specialties: frozenset[str],
+    ) -> None:
+        self._sessions = sessions
+        self._log = log
+        self._projector = projector
+        self._clock = clock
+        self._specialties = specialties
+
+    # --- reads ----------------------------------------------------------------------
+    def find_by_identifier(self, text: str) -> str | None:
+        key = parse_user_id(text, field="identifier").key
+        with self._sessions() as session:
+            return ProfileRepository(session).profiles_of([key]).get(key)
+
+    def get_by_identifier(self, text: str) -> dict[str, Any]:
+        hcp_id = self.find_by_identifier(text)
+        if hcp_id is None:
+            raise NotFoundError(
+                f"no HCP has the identifier {text!r}",
+                field="identifier",
+                fix="check the type and value, e.g. npi:1234567893",
+            )
+        return self.get_hcp(hcp_id)
+
+    def _live(self, repo: ProfileRepository, hcp_id: str) -> Hcp:
+        profile = repo.get_profile(hcp_id)
+        seen = {hcp_id}
+        while profile is not None and profile.merged_into is not None:
+            if profile.merged_into in seen:
+                break
+            seen.add(profile.merged_into)
+            profile = repo.get_profile(profile.merged_into)
+        if profile is None:
+            raise NotFoundError(
+                f"no HCP {hcp_id!r}",
+                field="hcp_id",
+                fix="look it up by identifier: ?identifier=npi:…",
+            )
+        return profile
+
+    def get_hcp(self, hcp_id: str, *, include_medical: bool = True) -> dict[str, Any]:
+        """The HCP 360: attributes, identifiers, affiliations, engagement, merge history."""
+        today = self._clock.now().date()
+        with self._sessions() as session:
+            repo = ProfileRepository(session)
+            profile = self._live(repo, hcp_id)
+            keys = sorted(repo.identities_of([profile.id]).get(profile.id, []))
+            days, last, content = repo.engagement_of(keys, today - dt.timedelta(days=90))
+            affiliations = repo.affiliations_of(keys)
+            merges = repo.merges_of(profile.id)
+        features = engagement_features(
+            (DayCount(d.day, d.channel, d.action, d.function, d.count) for d in days),
+            _latest_per_channel(LastEvent(x.channel, x.last_at, x.last_action) for x in last),
+            (ContentCount(c.content_id, c.brand, c.count, c.last_at) for c in content),
+            today,
+            include_medical=include_medical,
+        )
+        return {
+            "id": profile.id,
+            "requested_id": hcp_id,
+            "kind": profile.kind,
+            "master_data": profile.master_data,
+            "first_name": profile.first_name,
+            "last_name": profile.last_name,
+            "title": profile.title,
+            "specialty": profile.specialty,
+            "market": profile.market,
+            "territory": profile.territory,
+            "potential_decile": profile.potential_decile,
+            "segments": profile.segments,
+            "persona": profile.persona,
+            "adoption_stage": profile.adoption_stage,
+            "preferred_language": profile.preferred_language,
+            "time_zone": profile.time_zone,
+            "synthetic": profile.synthetic,
+            "identifiers": [
+                {"type": k.partition(":")[0], "value": k.partition(":")[2]} for k in keys
+            ],
+            "affiliations": [
+                {
+                    "hco_id": h.id,
+                    "name": h.name,
+                    "kind": h.kind,
+                    "city": h.city,
+                    "role": a.role,
+                    "primary": a.primary,
+                }
+                for a, h in affiliations
+            ],
+            "engagement": features,
+            "merges": [
+                {
+                    "kind": m.kind,
+                    "survivor": m.survivor,
+                    "other": m.other,
+                    "identifiers": m.identifiers,
+                    "at": m.at,
+                }
+                for m in merges
+            ],
+            "created_at": profile.created_at,
+            "updated_at": profile.updated_at,
+        }
+
+    def timeline(
+        self,
+        hcp_id: str,
+        *,
+        channel: str | None,
+        brand: str | None,
+        function: str | None,
+        before: tuple[dt.datetime, int] | None,
+        limit: int,
+    ) -> tuple[str, list[StoredEvent]]:
+        with self._sessions() as session:
+            repo = ProfileRepository(session)
+            profile = self._live(repo, hcp_id)
+            keys = repo.identities_of([profile.id]).get(profile.id, [])
+        query = TimelineQuery(
+            keys, channel=channel, brand=brand, function=function, before=before, limit=limit
+        )
+        return profile.id, self._log.timeline(query)
+
+    # --- imports --------------------------------------------------------------------
+    def _validate_file(self, path: Path, kind: Kind, report: MasterDataReport) -> list[Any]:
+        validate: Callable[..., Any]
+        if kind == "hcps":
+
+            def validate(row: Any, **kw: Any) -> Any:
+                return validate_hcp_row(row, specialties=self._specialties, **kw)
+        elif kind == "hcos":
+            validate = validate_hco_row
+        else:
+            validate = validate_affiliation_row
+        records: list[Any] = []
+        rejected_rows: list[tuple[int, dict[str, object]]] = []
+        columns: list[str] = []
+        for chunk in read_chunks(path):
+            columns = chunk.columns
+            problems = check_columns(chunk.columns, kind, file=path.name)
+            if problems:
+                first = problems[0]
+                raise ValidationFailedError(
+                    "; ".join(f"{p.field}: {p.reason}" for p in problems),
+                    field=first.field,
+                    fix=first.fix,
+                )
+            for number, row in chunk.numbered():
+                report.rows += 1
+                result = validate(row, row_number=number, file=path.name)
+                if isinstance(result, list):
+                    report.rejected.extend(result)
+                    rejected_rows.append((number, row))
+                else:
+                    records.append(result)
+            for number, text in chunk.bad_lines:
+                report.rows += 1
+                report.rejected.append(
+                    RowError(
+                        path.name, number, "line", text[:200], "unreadable line", "fix the line"
+                    )
+                )
+        if rejected_rows:
+            report.reject_file = _write_rejects(path, columns, rejected_rows, report.rejected)
+        return records
+
+    def import_master_data(
+        self, path: Path, kind: Kind, *, progress: Callable[[int], None] | None = None
+    ) -> MasterDataReport:
+        """Validate the whole file, then import every valid row; rejects go to a reject file.
+
+        HCP rows become master-data ``identify`` events (one append, then the profile
+        consumer catches up), so identity resolution decides "new HCP or update" exactly as
+        it does for events; an unchanged row is a duplicate and changes nothing.
+        """
+        report = MasterDataReport(file=str(path), kind=kind)
+        records = self._validate_file(path, kind, report)
+        now = self._clock.now()
+        if kind == "hcps":
+            events = [_hcp_event(r, f"import:{path.name}", now) for r in records]
+            for start in range(0, len(events), 100_000):
+                part = events[start : start + 100_000]
+                result = self._log.append(part)
+                report.imported += result.accepted
+                report.unchanged += result.duplicates
+                if progress is not None:
+                    progress(len(part))
+            self._projector.catch_up()
+            return report
+        with self._sessions.begin() as session:
+            repo = ProfileRepository(session)
+            if kind == "hcos":
+                repo.upsert_hcos([_hco_row(r, now) for r in records])
+            else:
+                missing = {r.hco_id for r in records} - repo.known_hcos(r.hco_id for r in records)
+                if missing:
+                    raise ValidationFailedError(
+                        f"{len(missing)} affiliations name unknown HCOs, "
+                        f"e.g. {sorted(missing)[0]!r}",
+                        field="hco_id",
+                        fix="import the HCOs first (counterpoint import hcos FILE)",
+                    )
+                repo.upsert_affiliations([_affiliation_row(r) for r in records])
+        report.imported = len(records)
+        if progress is not None:
+            progress(len(records))
+        return report
+
+
+def _latest_per_channel(items: Iterable[LastEvent]) -> list[LastEvent]:
+    latest: dict[str, LastEvent] = {}
+    for item in items:
+        if item.channel not in latest or item.at > latest[item.channel].at:
+            latest[item.channel] = item
+    return list(latest.values())
+
+
+def _hco_row(record: HcoRecord, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": record.hco_id,
+        "name": record.name,
+        "kind": record.kind,
+        "market": record.market,
+        "city": record.city,
+        "synthetic": record.synthetic,
+        "updated_at": now,
+    }
+
+
+def _affiliation_row(record: AffiliationRecord) -> dict[str, Any]:
+    return {
+        "identifier": record.hcp.key,
+        "hco_id": record.hco_id,
+        "role": record.role,
+        "primary": record.primary,
+        "synthetic": record.synthetic,
+    }
+
+
+def _write_rejects(
+    path: Path,
+    columns: list[str],
+    rows: list[tuple[int, dict[str, object]]],
+    errors: list[RowError],
+) -> Path:
+    """The rejected rows, as they were, with the reasons: fix them and import this file."""
+    target = path.with_name(f"{path.stem}.rejects.csv")
+    reasons: dict[int, list[str]] = {}
+    for e in errors:
+        reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason} (fix: {e.fix})")
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "reasons", *columns])
+        for number, row in rows:
+            writer.writerow(
+                [number, "; ".join(reasons.get(number, [])), *(_cell(row.get(c)) for c in columns)]
+            )
+    return target
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
