@@ -199,7 +199,10 @@ class DuckDBEventLog:
     def quarantined(
         self, status: QuarantineStatus | None, after_id: int, limit: int
     ) -> list[QuarantinedEvent]:
-        sql = f"SELECT id, {_Q_COLS}, status, resolved_at, note FROM quarantine WHERE id > ?"
+        sql = (
+            "SELECT id, timezone('UTC', received_at), source, reason_code, field, detail, fix, "
+            "raw, status, timezone('UTC', resolved_at), note FROM quarantine WHERE id > ?"
+        )
         params: list[Any] = [after_id]
         if status is not None:
             sql += " AND status = ?"

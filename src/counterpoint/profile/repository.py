@@ -70,7 +70,7 @@ class ProfileRepository:
             rows = self.session.execute(
                 select(Identity.key, Identity.hcp_id).where(Identity.key.in_(batch))
             )
-            found.update(dict(rows.tuples().all()))
+            found.update(dict(rows.all()))
         return found
 
     def identities_of(self, hcp_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -166,7 +166,7 @@ class ProfileRepository:
                     IdentityObservation.fingerprint.in_(batch)
                 )
             )
-            ids.update(found.tuples().all())
+            ids.update(found.all())
         members = [
             {"observation_id": ids[f], "identifier": key} for f, keys, *_ in rows for key in keys
         ]
@@ -359,7 +359,7 @@ class ProfileRepository:
             .join(Hco, Hco.id == Affiliation.hco_id)
             .where(Affiliation.identifier.in_(keys))
         )
-        return [(a, h) for a, h in rows.tuples()]
+        return [(a, h) for a, h in rows]
 
     def upsert_hcos(self, rows: Sequence[dict[str, Any]]) -> None:
         upsert(

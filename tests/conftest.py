@@ -1,0 +1,117 @@
+"""Fixtures: every storage-touching test runs on the embedded deployment (SQLite + DuckDB files)
+and, when COUNTERPOINT_TEST_DATABASE_URL names a PostgreSQL server, on the server deployment.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from counterpoint.api.app import create_app
+from counterpoint.container import Container, open_container
+from counterpoint.kit.clock import FixedClock
+from counterpoint.settings import Settings
+
+PG_URL = os.environ.get("COUNTERPOINT_TEST_DATABASE_URL")
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+def _worker_database(worker: str) -> str:
+    """One database per xdist worker, created from the server's maintenance connection."""
+    assert PG_URL is not None
+    name = f"counterpoint_test_{worker}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def pg_database(worker_id: str) -> str:
+    return _worker_database(worker_id)
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        tables = (
+            conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if tables:
+            conn.execute(
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            )
+    engine.dispose()
+
+
+@pytest.fixture(
+    params=[
+        "embedded",
+        pytest.param("server", marks=pytest.mark.postgres),
+    ]
+)
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "server":
+        if PG_URL is None:
+            pytest.skip("set COUNTERPOINT_TEST_DATABASE_URL to run on PostgreSQL")
+        url = request.getfixturevalue("pg_database")
+        from counterpoint.kit import migrate
+        from counterpoint.kit.db import make_engine
+
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        _reset_postgres(url)
+        return Settings(data_dir=tmp_path / "data", database_url=url, environment="test")
+    return Settings(data_dir=tmp_path / "data", environment="test")
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW)
+
+
+@pytest.fixture
+def container(settings: Settings, clock: FixedClock) -> Iterator[Container]:
+    built = open_container(settings, clock=clock)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def client(container: Container) -> Iterator[TestClient]:
+    with TestClient(create_app(container)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def write_key(container: Container) -> str:
+    return container.write_keys.create("tests")[1]
+
+
+@pytest.fixture
+def basic(write_key: str) -> dict[str, str]:
+    token = base64.b64encode(f"{write_key}:".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def bearer(container: Container) -> dict[str, str]:
+    return {"Authorization": f"Bearer {container.tokens.create('tests')[1]}"}
