@@ -319,6 +319,7 @@ class _Run:
         self.total = total
         self.connect_timeout_s = connect_timeout_s
         self.issued = 0
+        self.dealt = 0
         self.done = 0
         self.errors = 0
         self.connects = 0
@@ -342,7 +343,6 @@ class _Run:
         requests = self.requests
         is_head = self.is_head
         count = len(requests)
-        position = index % count
         samples = self.samples
         statuses = self.status_counts
         total = self.total
@@ -359,6 +359,9 @@ class _Run:
                 if self.issued >= total:
                     break
                 self.issued += 1
+            # requests are dealt out in turn across connections: each is sent once per pass
+            position = self.dealt % count
+            self.dealt += 1
             try:
                 if writer is None or reader is None:
                     reader, writer = await self.connect()
@@ -382,9 +385,6 @@ class _Run:
             self.done += 1
             self.bytes_received += size
             statuses[status] = statuses.get(status, 0) + 1
-            position += 1
-            if position == count:
-                position = 0
             if not reusable:
                 writers.discard(writer)
                 writer.close()

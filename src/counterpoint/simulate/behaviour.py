@@ -59,23 +59,24 @@ _CHANNEL_TITLE = {
     "sms": "SMS",
     "website": "Website",
     "hcp_portal": "Portal",
-    "webinar": "Webinar",
-    "event": "Event",
-    "congress": "Congress",
-    "event_app": "Event App",
-    "advisory_board": "Advisory Board",
-    "direct_mail": "Direct Mail",
     "social_media": "Social Ad",
-    "samples": "",
-    "medical_inquiry": "Medical",
-    "survey": "",
+    "samples": "Sample",
+    "medical_inquiry": "Medical Inquiry",
 }
-EVENT_NAMES: tuple[str, ...] = tuple(
-    f"{_CHANNEL_TITLE.get(c, c.replace('_', ' ').title())} {a.replace('_', ' ').title()}".strip()
-    for c in CHANNELS
-    for a in ACTIONS
-)
+
+
+def _event_name(channel: str, action: str) -> str:
+    """``Email Opened``, ``F2F Call Completed``, ``Medical Inquiry Received``."""
+    head = _CHANNEL_TITLE.get(channel, channel.replace("_", " ").title()).split()
+    tail = action.replace("_", " ").title().split()
+    if tail[0] == head[-1]:
+        tail = tail[1:]
+    return " ".join(head + tail)
+
+
+EVENT_NAMES: tuple[str, ...] = tuple(_event_name(c, a) for c in CHANNELS for a in ACTIONS)
 """Source event name of channel ``c`` and action ``a``: ``EVENT_NAMES[c * len(ACTIONS) + a]``."""
+assert len(set(EVENT_NAMES)) == len(EVENT_NAMES)
 
 FIELDS: tuple[tuple[str, type[np.generic]], ...] = (
     ("hcp", np.int32),

@@ -222,7 +222,8 @@ class World:
     congress_days: tuple[tuple[int, int], ...]
     """(congress index, first day as an offset from ``start``) inside the history."""
     affine: I64
-    """(market + 1, 2): multiplier and increment making national ids and NPIs unique."""
+    """Multiplier and increment of the bijections that make ids unique: row 0 for NPIs, rows
+    1 … markets for national ids, the last for phone numbers."""
 
     @property
     def start_us(self) -> int:
@@ -363,7 +364,7 @@ def build_world(seed: int, hcps: int, weeks: int, start: dt.date) -> World:
         tz_offset=np.stack(offsets),
         week_weight=_seasonality(start, weeks),
         congress_days=tuple(congress_days),
-        affine=_affine(rng, n_m + 1),
+        affine=_affine(rng, n_m + 2),
     )
 
 
@@ -528,7 +529,6 @@ def build_hcp_chunk(world: World, chunk: int, first: int, n: int, hco_first: int
     lang_u = rng.random(n)
     title_u = rng.random(n)
     vendor_u = rng.random(n)
-    phone_digits = rng.integers(0, 10**9, n)
     phone_pat = rng.integers(0, 1 << 30, n)
 
     # identifiers: unique by construction (affine bijections of the global index)
@@ -612,6 +612,8 @@ def build_hcp_chunk(world: World, chunk: int, first: int, n: int, hco_first: int
     )
     pat = _PHONE_BASE[market] + phone_pat % _PHONE_COUNT[market]
     width = _PHONE_WIDTH[pat]
+    a_ph, c_ph = (int(x) for x in world.affine[len(MARKETS) + 1])
+    phone_digits = (a_ph * g + c_ph) % 10**width  # unique while HCPs < 10**7
     phone = _where(
         has_phone,
         _join(_PHONE_HEAD.take(pa.array(pat)), _padded(phone_digits % 10**width, width)),

@@ -1,8 +1,10 @@
 """Built-in reference data for the synthetic market generator. Pure constants, no I/O.
 
 Every name, organisation, brand, congress and number here is invented for synthetic data:
-names are small generic per-country lists combined at random, phone numbers use fictional or
-well-formed ranges, e-mail addresses use the reserved ``.example`` top-level domain (RFC 2606).
+names are small generic per-country lists combined at random, e-mail addresses use the reserved
+``.example`` top-level domain (RFC 2606). Phone numbers are well-formed for their country (the
+US and Canada use the unassigned area code 555) and unique per HCP up to ten million HCPs, which
+the small fictional ranges could not give; they are not meant to be anybody's number.
 """
 
 from __future__ import annotations
@@ -89,7 +91,7 @@ class Market:
     """IANA zone, weight, standard UTC offset in minutes (used only without a tz database)."""
     national_prefix: str
     phone_patterns: tuple[str, ...]
-    """E.164 patterns; every ``#`` is replaced by a random digit."""
+    """E.164 patterns ending in at least seven ``#``, replaced by digits unique per HCP."""
     first_names: tuple[str, ...]
     last_names: tuple[str, ...]
     cities: tuple[str, ...]
@@ -116,7 +118,7 @@ MARKETS: tuple[Market, ...] = (
             ("America/Los_Angeles", 0.20, -480),
         ),
         "",
-        ("+121255501##", "+131255501##", "+141555501##", "+161755501##", "+171355501##"),
+        ("+1555#######",),
         _names(
             "James|Mary|Robert|Patricia|John|Jennifer|Michael|Linda|David|Elizabeth|"
             "Daniel|Sarah|Kevin|Priya|Carlos|Mei"
@@ -137,7 +139,7 @@ MARKETS: tuple[Market, ...] = (
         (("de", 1.0),),
         (("Europe/Berlin", 1.0, 60),),
         "DE-",
-        ("+4930555#####", "+4940555#####", "+4989555#####"),
+        ("+4930########", "+4940########", "+4989########"),
         _names(
             "Anna|Lukas|Maria|Jonas|Sophie|Felix|Laura|Paul|Julia|Maximilian|Lena|"
             "Tobias|Katharina|Jan|Sabine|Stefan"
@@ -158,7 +160,7 @@ MARKETS: tuple[Market, ...] = (
         (("fr", 1.0),),
         (("Europe/Paris", 1.0, 60),),
         "FR-10",
-        ("+3319900####",),
+        ("+331########", "+334########"),
         _names(
             "Camille|Louis|Léa|Hugo|Chloé|Lucas|Manon|Julien|Emma|Nicolas|Sarah|"
             "Thomas|Inès|Antoine|Claire|Mathieu"
@@ -179,7 +181,7 @@ MARKETS: tuple[Market, ...] = (
         (("en", 1.0),),
         (("Europe/London", 1.0, 0),),
         "GB-",
-        ("+442079460###", "+441134960###"),
+        ("+4420########", "+44113#######"),
         _names(
             "Oliver|Amelia|George|Isla|Harry|Ava|Jack|Emily|Charlie|Sophie|Thomas|"
             "Grace|William|Olivia|James|Lucy"
@@ -289,7 +291,7 @@ MARKETS: tuple[Market, ...] = (
             ("America/Halifax", 0.06, -240),
         ),
         "CA-",
-        ("+141655501##", "+160455501##", "+151455501##"),
+        ("+1555#######",),
         _names(
             "Liam|Emma|Noah|Olivia|William|Charlotte|Benjamin|Chloé|Ethan|Sophie|"
             "Alexandre|Maya|Nathan|Léa|Samuel|Zoe"
