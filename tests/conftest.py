@@ -46,7 +46,8 @@ def _reset_postgres(url: str) -> None:
         tables = (
             conn.execute(
                 text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                    "AND tablename <> 'alembic_version'"
                 )
             )
             .scalars()

@@ -1,4 +1,4 @@
-"""The ASGI entry point for process managers: ``uvicorn --factory counterpoint.api.main:app_factory``."""
+"""ASGI entry point: ``uvicorn --factory counterpoint.api.main:app_factory``."""
 
 from __future__ import annotations
 

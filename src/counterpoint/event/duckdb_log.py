@@ -80,6 +80,8 @@ class DuckDBEventLog:
         self._con.execute(_DDL)
         self._write_lock = threading.Lock()
         self._local = threading.local()
+        self._head = 0
+        self._head = self._scan_head(0)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
@@ -146,17 +148,29 @@ class DuckDBEventLog:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            if accepted:
+                self._head = self._scan_head(self._head)
+            head = self._head
         return AppendResult(
             accepted=accepted,
             duplicates=incoming.num_rows - accepted,
             quarantined=len(quarantine),
-            last_seq=self.head(),
+            last_seq=head,
             accepted_ids=ids,
         )
 
-    def head(self) -> int:
-        rows = self._cursor().execute("SELECT coalesce(max(seq), 0) FROM event_log").fetchall()
+    def _scan_head(self, known: int) -> int:
+        """The highest seq; only rows past ``known`` are looked at (min/max zone maps)."""
+        rows = (
+            self._cursor()
+            .execute("SELECT coalesce(max(seq), ?) FROM event_log WHERE seq > ?", [known, known])
+            .fetchall()
+        )
         return int(rows[0][0])
+
+    def head(self) -> int:
+        with self._write_lock:
+            return self._head
 
     def count(self) -> int:
         rows = self._cursor().execute("SELECT count(*) FROM event_log").fetchall()

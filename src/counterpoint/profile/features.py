@@ -56,6 +56,7 @@ def engagement_features(
     ``response_rate`` of a channel is engagement actions (opened, clicked, attended, …) per
     touch (sent, call completed, …) over 90 days; None where the channel had no touch.
     """
+    content = list(content)
     events = dict.fromkeys(WINDOWS, 0)
     touches = dict.fromkeys(WINDOWS, 0)
     per_channel: dict[str, dict[str, Any]] = {}

@@ -45,7 +45,6 @@ __all__ = [
     "INVALID_KINDS",
     "UNKNOWN_CHANNEL",
     "WRITER_OPTIONS",
-    "WRITE_SCHEMA",
     "ChunkEvents",
     "encode_chunk",
 ]
@@ -71,18 +70,11 @@ EVENT_SCHEMA = pa.schema(
         ("synthetic", pa.bool_()),
     ]
 )
-"""The interaction columns of docs/formats.md, as the event files hold them."""
+"""The interaction columns of docs/formats.md, as the event files hold them. In memory every
+string column but ``message_id`` is dictionary-encoded; the files are written without the Arrow
+schema, so readers see plain strings."""
 
-_DICT = pa.dictionary(pa.int32(), pa.string())
-_PLAIN = frozenset({"message_id", "properties"})
-_UNIQUE = frozenset({"message_id", "properties", "timestamp"})
-WRITE_SCHEMA = pa.schema(
-    [
-        pa.field(f.name, _DICT if f.type == pa.string() and f.name not in _PLAIN else f.type)
-        for f in EVENT_SCHEMA
-    ]
-)
-"""In memory, repetitive columns are dictionary-encoded; the files store plain strings."""
+_UNIQUE = frozenset({"message_id", "timestamp"})
 
 INVALID_KINDS: tuple[str, ...] = (
     "unknown_channel",
@@ -102,7 +94,7 @@ _MARKETS = pa.array([m.code for m in MARKETS])
 _SLIDES = pa.array([str(i) for i in range(100)])
 _SUFFIXES = pa.array([s for _, s in TEMPLATES])
 _PREFIXES = pa.array([p for p, _ in TEMPLATES], pa.string())
-_FULL = pa.array([None if p is None else p + s for p, s in TEMPLATES], pa.string())
+_FULL = pa.array(["" if p is None else p + s for p, s in TEMPLATES], pa.string())
 
 Ints = npt.NDArray[np.integer]
 
@@ -124,11 +116,9 @@ def _dict(indices: Ints, dictionary: pa.Array, *, compact: bool = False) -> pa.A
         used[indices[valid]] = True
         remap = (np.cumsum(used) - 1).astype(np.int32)
         dictionary = dictionary.filter(pa.array(used))
-        idx = remap[np.where(valid, indices, 0)]
-    else:
-        idx = np.where(valid, indices, 0).astype(np.int32)
+        indices = remap[np.where(valid, indices, 0)]
     mask = None if valid.all() else ~valid
-    return pa.DictionaryArray.from_arrays(pa.array(idx, mask=mask), dictionary)
+    return pa.DictionaryArray.from_arrays(pa.array(indices, mask=mask), dictionary)
 
 
 WRITER_OPTIONS: dict[str, object] = {
@@ -145,23 +135,32 @@ def _message_ids(seed: int, numbers: Ints) -> pa.Array:
 
 
 def _properties(
-    seed: int, row_base: int, h: Ints, tpl: Ints, link: Ints, chunk: HcpChunk
+    seed: int, row_base: int, take: Ints, h: Ints, tpl: Ints, link: Ints, chunk: HcpChunk
 ) -> pa.Array:
-    """JSON text: a whole template, the HCP's traits, or prefix + linked message id + suffix."""
-    identify = tpl == T_IDENTIFY
-    full = pa.concat_arrays([_FULL, chunk.traits])
-    out = full.take(pa.array(np.where(identify, len(TEMPLATES) + h, tpl)))
+    """JSON text: a whole template, the HCP's traits, or prefix + linked message id + suffix.
+
+    ``link`` and ``tpl`` are in generation order and ``take`` orders the rows; the result is
+    dictionary-encoded, each distinct text once (the writer keeps dictionary encoding only
+    for a dictionary without repeated values)."""
     linked = link >= 0
-    if linked.any():
-        t = pa.array(tpl[linked])
-        pieces = pc.binary_join_element_wise(
-            _PREFIXES.take(t),
-            _message_ids(seed, row_base + link[linked]),
-            _SUFFIXES.take(t),
-            "",
-        )
-        out = pc.replace_with_mask(out, pa.array(linked), pieces)
-    return out
+    # one text per (linked row, template): a send's delivered and opened rows share it
+    key = link[linked].astype(np.int64) * len(TEMPLATES) + tpl[linked]
+    unique, inverse = np.unique(key, return_inverse=True)
+    t = pa.array(unique % len(TEMPLATES))
+    pieces = pc.binary_join_element_wise(
+        _PREFIXES.take(t),
+        _message_ids(seed, row_base + unique // len(TEMPLATES)),
+        _SUFFIXES.take(t),
+        "",
+    )
+    rank = np.zeros(len(link), dtype=np.int64)
+    rank[linked] = inverse
+    row_tpl = tpl[take].astype(np.int64)
+    index = np.where(row_tpl == T_IDENTIFY, len(TEMPLATES) + h, row_tpl)
+    index = np.where(linked[take], len(TEMPLATES) + chunk.n + rank[take], index)
+    index[row_tpl == 0] = -1  # no properties
+    dictionary = pa.concat_arrays([_FULL, chunk.traits, pieces])
+    return _dict(index, dictionary, compact=True)
 
 
 def encode_chunk(
@@ -234,8 +233,8 @@ def encode_chunk(
         _dict(cols["actor"][take], pa.array(world.actors)),
         _dict(cols["func"][take], _FUNCTIONS),
         _dict(chunk.market[h], _MARKETS),
-        _properties(world.seed, row_base, h, cols["tpl"][take], cols["link"][take], chunk),
+        _properties(world.seed, row_base, take, h, cols["tpl"], cols["link"], chunk),
         pa.array(np.ones(len(take), dtype=np.bool_)),
     ]
-    table = pa.Table.from_arrays(arrays, schema=WRITE_SCHEMA)
+    table = pa.Table.from_arrays(arrays, names=EVENT_SCHEMA.names)
     return ChunkEvents(table=table, generated=n, duplicates=extra, invalid=counts)

@@ -2,8 +2,10 @@
 
 Everything written here is synthetic: invented people, organisations, brands and numbers, with
 ``synthetic = true`` in every row and ``"synthetic": true`` in the catalogue. E-mail
-addresses use the reserved ``.example`` domain (RFC 2606); phone numbers use fictional
-ranges; NPIs are random nine-digit bodies with a correct check digit.
+addresses use the reserved ``.example`` domain (RFC 2606); phone numbers are well-formed E.164
+numbers (area code 555 in North America); NPIs are nine scrambled digits with a correct check
+digit. NPIs, national ids, CRM ids and e-mail addresses are unique; phone numbers are unique up
+to ten million HCPs.
 
 ``generate_market`` writes into ``out``:
 
@@ -67,7 +69,6 @@ from counterpoint.simulate.events import (
     EVENT_SCHEMA,
     INVALID_KINDS,
     UNKNOWN_CHANNEL,
-    WRITE_SCHEMA,
     WRITER_OPTIONS,
     encode_chunk,
 )
@@ -121,7 +122,7 @@ EVENTS_PER_HCP_YEAR = 100.0
 """Average generated interactions per HCP and year (before duplicates)."""
 MARKET_CODES: tuple[str, ...] = tuple(m.code for m in MARKETS)
 MAX_HCPS = 100_000_000
-_TARGET_CHUNK_EVENTS = 300000
+_TARGET_CHUNK_EVENTS = 300_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,7 @@ class MarketConfig:
     """First day of the history; by default ``weeks`` weeks before ``REFERENCE_DATE``."""
     rows_per_part: int = 1_000_000
     chunk_hcps: int | None = None
-    """HCPs generated (and held in memory) at a time; by default about 500,000 events' worth."""
+    """HCPs generated (and held in memory) at a time; by default about 300,000 events' worth."""
 
     def validated(self) -> MarketConfig:
         if not 1 <= self.hcps <= MAX_HCPS:
@@ -192,7 +193,8 @@ def expected_events(hcps: int, weeks: int, duplicates: float = 0.0) -> int:
 
 
 def chunk_size(hcps: int, weeks: int) -> int:
-    """HCPs per chunk: about half a million events each, whatever the size of the run."""
+    """HCPs per chunk: about 300,000 events each, whatever the size of the run (small enough
+    for generating one chunk to overlap with writing the one before)."""
     per_hcp = EVENTS_PER_HCP_YEAR * weeks / 52.0
     return max(1, min(hcps, max(500, min(50_000, int(_TARGET_CHUNK_EVENTS / per_hcp)))))
 
@@ -385,5 +387,4 @@ def generate_market(
     return summary
 
 
-assert tuple(EVENT_SCHEMA.names) == tuple(WRITE_SCHEMA.names)
 assert math.isclose(sum(m.share for m in MARKETS), 1.0)

@@ -27,6 +27,7 @@ from counterpoint.simulate.reference import (
     SPECIALTIES,
     SPECIALTY_WEIGHTS,
     STAGES,
+    US_FAMILY_MEDICINE,
     Brand,
     slug,
 )
@@ -138,6 +139,8 @@ _EU = frozenset({"DE", "FR", "GB", "ES", "IT"})
 _MARKET_CODES = tuple(m.code for m in MARKETS)
 _US = _MARKET_CODES.index("US")
 _PHARMACIST = SPECIALTIES.index("pharmacist")
+_GP = SPECIALTIES.index("general_practice")
+_FAMILY = SPECIALTIES.index("family_medicine")
 _NURSE = SPECIALTIES.index("nurse_practitioner")
 HCPS_PER_TERRITORY = 450
 
@@ -503,6 +506,8 @@ def build_hcp_chunk(world: World, chunk: int, first: int, n: int, hco_first: int
     num = g + 1
     market = _draw(rng, _cdf([m.share for m in MARKETS]), n).astype(np.int8)
     spec = _draw(rng, _cdf([w for _, w in SPECIALTY_WEIGHTS]), n).astype(np.int8)
+    family = (spec == _GP) & (market == _US) & (rng.random(n) < US_FAMILY_MEDICINE)
+    spec[family] = _FAMILY
     decile = rng.integers(1, 11, n).astype(np.int8)
     persona_p = np.array([0.22, 0.24, 0.3, 0.16, 0.08])
     persona = _draw(rng, _cdf(persona_p), n).astype(np.int8)

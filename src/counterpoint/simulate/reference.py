@@ -26,6 +26,7 @@ __all__ = [
     "SPECIALTIES",
     "SPECIALTY_WEIGHTS",
     "STAGES",
+    "US_FAMILY_MEDICINE",
     "Brand",
     "Congress",
     "Market",
@@ -34,6 +35,7 @@ __all__ = [
 
 SPECIALTY_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("general_practice", 24.0),
+    ("family_medicine", 0.0),  # US general practitioners, see ``US_FAMILY_MEDICINE``
     ("internal_medicine", 11.0),
     ("pharmacist", 10.0),
     ("cardiology", 5.5),
@@ -53,6 +55,9 @@ SPECIALTY_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("infectious_disease", 1.0),
 )
 """Specialty codes and their relative frequency among HCPs (general practice most common)."""
+
+US_FAMILY_MEDICINE = 0.6
+"""Share of US general practitioners recorded as ``family_medicine``."""
 
 SPECIALTIES: tuple[str, ...] = tuple(code for code, _ in SPECIALTY_WEIGHTS)
 """The specialty codes the generator uses (lowercase snake_case)."""
@@ -333,14 +338,14 @@ BRANDS: tuple[Brand, ...] = (
         "Lumacor",
         "cardiovascular",
         "CARD",
-        ("cardiology", "internal_medicine", "general_practice", "nephrology"),
+        ("cardiology", "internal_medicine", "general_practice", "family_medicine", "nephrology"),
     ),
     Brand(
         "GLYVANTE",
         "Glyvante",
         "diabetes",
         "DIAB",
-        ("endocrinology", "general_practice", "internal_medicine", "nurse_practitioner"),
+        ("endocrinology", "general_practice", "family_medicine", "internal_medicine"),
     ),
     Brand(
         "QUORIXA",
@@ -354,7 +359,7 @@ BRANDS: tuple[Brand, ...] = (
         "Pulmetta",
         "respiratory",
         "RESP",
-        ("pulmonology", "general_practice", "paediatrics", "infectious_disease"),
+        ("pulmonology", "general_practice", "family_medicine", "paediatrics"),
     ),
 )
 """Invented brands; a run uses the first three to five of them (chosen by the seed)."""
@@ -377,7 +382,7 @@ CONGRESSES: tuple[Congress, ...] = (
         10,
         3,
         "CARD",
-        ("general_practice", "internal_medicine", "nurse_practitioner", "pharmacist"),
+        ("general_practice", "family_medicine", "internal_medicine", "nurse_practitioner"),
     ),
     Congress("Synthetic Neuroscience Summit", 4, 21, 3, "NEUR", ("neurology", "psychiatry")),
     Congress("Synthetic Oncology Congress", 6, 1, 4, "ONCO", ("oncology", "haematology")),

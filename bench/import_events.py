@@ -1,0 +1,628 @@
+"""Bulk import of interaction events: one NDJSON file → event log → HCP profiles, end to end.
+
+Everything runs in one process on one **synthetic** market, generated into a temporary
+directory on the filesystem of the current working directory and removed at the end.
+
+Setup (not timed): ``generate_market`` with ``duplicates=0.01, invalid=0.005`` sized to about
+``--events`` rows (52 weeks of history; the number of HCPs is estimated, then corrected up to
+three times so that the row count is within 5 % of the target); an embedded container
+(SQLite + DuckDB) on a fresh data directory; hcos, hcps and affiliations through
+``profiles.import_master_data``; the event parts concatenated into ONE NDJSON file (the
+columns of docs/formats.md, timestamps ISO 8601 with ``Z``, ``properties`` kept as its JSON
+text) by DuckDB's ``COPY … (FORMAT json)``.
+
+Measured:
+
+1. import: ``ingest.import_file(ndjson)`` then ``projector.catch_up()`` (validation,
+   de-duplication, quarantine, identities, profiles, engagement). Figure: input rows / total
+   seconds, and each phase on its own. Baseline in the same run: DuckDB's own
+   ``CREATE TABLE t AS SELECT * FROM read_json(file, format='newline_delimited')`` of the same
+   file into a fresh DuckDB file (DuckDB uses every core; our import is mostly one thread).
+2. HCP 360 read latency: ``profiles.get_hcp(id)`` for random live master-data HCPs (seeded),
+   p50 / p99, each the median over the passes; baseline: a bare primary-key
+   ``SELECT * FROM hcp WHERE id = ?`` through the same SQLAlchemy engine.
+3. event → profile freshness: after ``start_background()``, one event at a time through the
+   group committer for an existing HCP identifier, then ``get_hcp`` polled every 5 ms until
+   its 90-day event count grows; p50 / p99 over the samples.
+4. peak memory: ``ru_maxrss`` of the whole run (and after setup, after the import).
+
+Goals (printed as PASS / MISS, never asserted): import ≥ 150,000 events/s, HCP 360 read p99
+≤ 50 ms, freshness p99 ≤ 1 s. The script exits non-zero only when the pipeline misbehaves
+(nothing accepted, no duplicate or no quarantined row found, counts that do not add up, an
+event that never reaches its profile).
+
+    .venv/bin/python bench/import_events.py --tiny              # ~20,000 events (CI)
+    .venv/bin/python bench/import_events.py                     # 2,000,000 events
+    .venv/bin/python bench/import_events.py --events 10000000   # the issue's target size
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import resource
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a file: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import duckdb
+from sqlalchemy import select, text
+
+from bench.common import (
+    Result,
+    add_common_args,
+    command_line,
+    format_figure,
+    machine_info,
+    write_json,
+)
+from counterpoint.container import Container, open_container
+from counterpoint.event.canonical import LogEvent
+from counterpoint.event.rows import validate_event_row
+from counterpoint.profile.models import Hcp, Identity
+from counterpoint.settings import Deployment, Settings
+from counterpoint.simulate.market import (
+    EVENTS_PER_HCP_YEAR,
+    MarketConfig,
+    MarketSummary,
+    generate_market,
+)
+
+TINY_SUPPORTED = True
+
+DUPLICATES = 0.01
+INVALID = 0.005
+WEEKS = 52
+SIZE_TOLERANCE = 0.05
+SIZE_ATTEMPTS = 4
+GOAL_IMPORT_EPS = 150_000.0
+GOAL_READ_P99_MS = 50.0
+GOAL_FRESH_P99_MS = 1000.0
+POLL_S = 0.005
+FRESHNESS_TIMEOUT_S = 30.0
+_NDJSON_SELECT = """
+SELECT message_id, type, user_id, anonymous_id, channel, action, event,
+       strftime(timestamp, '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
+       brand, content_id, slide, actor_type, actor_id, function, market, properties, synthetic
+FROM read_parquet({files})
+"""
+
+
+class PipelineError(RuntimeError):
+    """The pipeline itself misbehaved: the figures would measure the wrong thing."""
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise PipelineError(message)
+
+
+@dataclass(frozen=True)
+class Plan:
+    events: int
+    reads: int
+    read_passes: int
+    freshness_samples: int
+
+    @classmethod
+    def for_args(cls, tiny: bool, events: int | None) -> Plan:
+        if tiny:
+            return cls(events or 20_000, 100, 1, 10)
+        return cls(events or 2_000_000, 1_000, 3, 50)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB (``ru_maxrss`` is KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0–100), linear interpolation between closest ranks."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _status(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def _sql_string(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------------------------------------
+# setup (not timed)
+
+
+def generate(out: Path, target: int, seed: int) -> MarketSummary:
+    """A synthetic market of about ``target`` event rows.
+
+    The HCP count is estimated from ``EVENTS_PER_HCP_YEAR``, then corrected in proportion
+    (up to ``SIZE_ATTEMPTS`` generations) until the row count is within ``SIZE_TOLERANCE``.
+    """
+    per_hcp = EVENTS_PER_HCP_YEAR * WEEKS / 52.0 / (1.0 - DUPLICATES)
+    hcps = max(10, round(target / per_hcp))
+    tried: set[int] = set()
+    summary: MarketSummary | None = None
+    for _attempt in range(SIZE_ATTEMPTS):
+        tried.add(hcps)
+        config = MarketConfig(
+            hcps=hcps, weeks=WEEKS, seed=seed, out=out, duplicates=DUPLICATES, invalid=INVALID
+        )
+        summary = generate_market(config)
+        if abs(summary.events - target) <= SIZE_TOLERANCE * target:
+            break
+        hcps = max(10, round(hcps * target / max(summary.events, 1)))
+        if hcps in tried:
+            break
+    assert summary is not None
+    return summary
+
+
+def write_ndjson(market: Path, target: Path) -> int:
+    """Concatenate the event parts into one NDJSON file; returns the rows written."""
+    parts = sorted((market / "events").glob("part-*.parquet"))
+    _check(bool(parts), f"the generator wrote no event parts in {market / 'events'}")
+    files = "[" + ", ".join(_sql_string(p) for p in parts) + "]"
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = true")
+        query = _NDJSON_SELECT.format(files=files)
+        row = con.execute(f"COPY ({query}) TO {_sql_string(target)} (FORMAT json)").fetchone()
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
+def count_lines(path: Path) -> int:
+    lines = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 24):
+            lines += block.count(b"\n")
+    return lines
+
+
+def open_embedded(data_dir: Path) -> Container:
+    settings = Settings(data_dir=data_dir, database_url=None)
+    _check(
+        settings.deployment is Deployment.EMBEDDED,
+        f"expected the embedded deployment, got {settings.deployment}",
+    )
+    return open_container(settings)
+
+
+def import_master(container: Container, market: Path) -> dict[str, int]:
+    imported: dict[str, int] = {}
+    for kind in ("hcos", "hcps", "affiliations"):
+        report = container.profiles.import_master_data(market / f"{kind}.parquet", kind)
+        _check(not report.rejected, f"{kind}: {len(report.rejected)} master-data rows rejected")
+        _check(report.imported > 0, f"{kind}: nothing imported")
+        imported[kind] = report.imported
+    return imported
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the import and its baseline
+
+
+@dataclass
+class ImportFigures:
+    rows: int
+    accepted: int
+    duplicates: int
+    quarantined: int
+    applied: int
+    append_s: float
+    profile_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.append_s + self.profile_s
+
+
+def measured_import(container: Container, ndjson: Path) -> ImportFigures:
+    started = time.perf_counter()
+    report = container.ingest.import_file(ndjson)
+    appended = time.perf_counter()
+    applied = container.projector.catch_up()
+    finished = time.perf_counter()
+    return ImportFigures(
+        rows=report.rows,
+        accepted=report.accepted,
+        duplicates=report.duplicates,
+        quarantined=report.quarantined,
+        applied=applied,
+        append_s=appended - started,
+        profile_s=finished - appended,
+    )
+
+
+def check_import(figures: ImportFigures, rows: int, summary: MarketSummary) -> None:
+    """Counts that must hold whatever the speed; the injected fractions must show."""
+    injected_invalid = sum(summary.invalid.values())
+    _check(figures.accepted > 0, "no event was accepted")
+    _check(figures.duplicates > 0, "no duplicate was found (1 % were injected)")
+    _check(figures.quarantined > 0, "no row was quarantined (0.5 % invalid were injected)")
+    _check(figures.rows == rows, f"the import read {figures.rows:,} rows of {rows:,}")
+    total = figures.accepted + figures.duplicates + figures.quarantined
+    _check(total == rows, f"accepted + duplicates + quarantined = {total:,}, not {rows:,}")
+    _check(
+        figures.applied == figures.accepted,
+        f"the profile consumer applied {figures.applied:,} events, not {figures.accepted:,}",
+    )
+    for name, found, injected in (
+        ("duplicates", figures.duplicates, summary.duplicates),
+        ("quarantined", figures.quarantined, injected_invalid),
+    ):
+        _check(
+            0.5 * injected <= found <= 2 * injected + 5,
+            f"{name}: {found:,} found but {injected:,} injected",
+        )
+
+
+def duckdb_baseline(ndjson: Path, scratch: Path) -> tuple[float, int]:
+    """Seconds DuckDB takes to load the same NDJSON file into a table of a fresh file."""
+    path = scratch / "baseline.duckdb"
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    try:
+        started = time.perf_counter()
+        con.execute(
+            "CREATE TABLE t AS SELECT * FROM "
+            f"read_json({_sql_string(ndjson)}, format = 'newline_delimited')"
+        )
+        seconds = time.perf_counter() - started
+        row = con.execute("SELECT count(*) FROM t").fetchone()
+    finally:
+        con.close()
+    path.unlink(missing_ok=True)
+    Path(f"{path}.wal").unlink(missing_ok=True)
+    return seconds, int(row[0]) if row else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. HCP 360 reads
+
+
+def live_hcp_ids(container: Container) -> list[str]:
+    with container.sessions() as session:
+        return list(
+            session.scalars(
+                select(Hcp.id)
+                .where(Hcp.master_data.is_(True), Hcp.merged_into.is_(None))
+                .order_by(Hcp.id)
+            )
+        )
+
+
+@dataclass
+class Latencies:
+    p50_ms: float
+    p99_ms: float
+    passes_p99_ms: list[float]
+
+
+def read_latencies(
+    container: Container, ids: list[str], passes: int
+) -> tuple[Latencies, Latencies]:
+    """(get_hcp, bare SELECT) latencies; each percentile is the median over the passes."""
+    statement = text("SELECT * FROM hcp WHERE id = :id")
+
+    def ours(hcp_id: str) -> None:
+        profile = container.profiles.get_hcp(hcp_id)
+        _check(profile["id"] == hcp_id, f"get_hcp({hcp_id!r}) returned {profile['id']!r}")
+
+    def bare(hcp_id: str) -> None:
+        with container.engine.connect() as conn:
+            _check(
+                conn.execute(statement, {"id": hcp_id}).fetchone() is not None,
+                f"no hcp row {hcp_id!r}",
+            )
+
+    for hcp_id in ids[: min(20, len(ids))]:  # warm-up: pool, statement caches
+        bare(hcp_id)
+        ours(hcp_id)
+    measured: dict[str, list[tuple[float, float]]] = {"ours": [], "bare": []}
+    for _ in range(passes):
+        for name, fn in (("bare", bare), ("ours", ours)):
+            times = []
+            for hcp_id in ids:
+                started = time.perf_counter()
+                fn(hcp_id)
+                times.append((time.perf_counter() - started) * 1000)
+            measured[name].append((percentile(times, 50), percentile(times, 99)))
+
+    def summarise(pairs: list[tuple[float, float]]) -> Latencies:
+        return Latencies(
+            p50_ms=statistics.median(p for p, _ in pairs),
+            p99_ms=statistics.median(p for _, p in pairs),
+            passes_p99_ms=[round(p, 3) for _, p in pairs],
+        )
+
+    return summarise(measured["ours"]), summarise(measured["bare"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. event → profile freshness
+
+
+def identifier_of(container: Container, hcp_id: str) -> str:
+    with container.sessions() as session:
+        keys = session.scalars(
+            select(Identity.key).where(Identity.hcp_id == hcp_id).order_by(Identity.key)
+        ).all()
+    named = [k for k in keys if not k.startswith("anon:")]
+    _check(bool(named), f"HCP {hcp_id} has no identifier")
+    return named[0]
+
+
+def _events_90d(container: Container, hcp_id: str) -> int:
+    return int(container.profiles.get_hcp(hcp_id)["engagement"]["events"]["90d"])
+
+
+def _one_event(identifier: str, number: int, now: dt.datetime) -> LogEvent:
+    row = {
+        "message_id": f"bench-fresh-{now.timestamp():.6f}-{number}",
+        "user_id": identifier,
+        "channel": "website",
+        "action": "visited",
+        "event": "Page Viewed",
+        "timestamp": now.isoformat().replace("+00:00", "Z"),
+        "synthetic": True,
+    }
+    event = validate_event_row(
+        row, row_number=number, file="bench", source="bench:freshness", received_at=now
+    )
+    _check(isinstance(event, LogEvent), f"the freshness event is invalid: {event}")
+    assert isinstance(event, LogEvent)
+    return event
+
+
+def freshness(container: Container, hcp_ids: list[str]) -> list[float]:
+    """Milliseconds from ``committer.submit`` until ``get_hcp`` shows the event, per sample."""
+    samples: list[float] = []
+    for number, hcp_id in enumerate(hcp_ids, 1):
+        identifier = identifier_of(container, hcp_id)
+        before = _events_90d(container, hcp_id)
+        event = _one_event(identifier, number, container.clock.now())
+        started = time.perf_counter()
+        future = container.committer.submit([event])
+        while True:
+            if _events_90d(container, hcp_id) > before:
+                break
+            if time.perf_counter() - started > FRESHNESS_TIMEOUT_S:
+                raise PipelineError(
+                    f"an event for {identifier} ({hcp_id}) did not reach the profile within "
+                    f"{FRESHNESS_TIMEOUT_S:.0f} s"
+                )
+            time.sleep(POLL_S)
+        samples.append((time.perf_counter() - started) * 1000)
+        result = future.result(timeout=FRESHNESS_TIMEOUT_S)
+        _check(result.accepted == 1, f"the freshness event was not accepted: {result}")
+    return samples
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run(plan: Plan, seed: int, scratch: Path) -> tuple[list[Result], dict[str, Any]]:
+    rng = random.Random(seed)
+    info: dict[str, Any] = {"data": "synthetic market (counterpoint.simulate.market)"}
+
+    began = time.perf_counter()
+    market = scratch / "market"
+    summary = generate(market, plan.events, seed)
+    ndjson = scratch / "events.ndjson"
+    written = write_ndjson(market, ndjson)
+    lines = count_lines(ndjson)
+    _check(
+        written == summary.events == lines,
+        f"NDJSON rows: COPY wrote {written:,}, {lines:,} lines, generator {summary.events:,}",
+    )
+    hcps = summary.files.get("hcps.parquet", 0)
+    container = open_embedded(scratch / "data")
+    try:
+        master = import_master(container, market)
+        setup_s = time.perf_counter() - began
+        info.update(
+            hcps=hcps,
+            weeks=WEEKS,
+            rows=written,
+            generated_distinct=summary.generated,
+            injected_duplicates=summary.duplicates,
+            injected_invalid=dict(summary.invalid),
+            ndjson_bytes=ndjson.stat().st_size,
+            master_data=master,
+            setup_seconds=round(setup_s, 1),
+            peak_rss_after_setup_mib=round(peak_rss_mib()),
+        )
+        print(
+            f"setup (synthetic market, not timed): {hcps:,} HCPs × {WEEKS} weeks → "
+            f"{written:,} event rows ({summary.duplicates:,} duplicates, "
+            f"{sum(summary.invalid.values()):,} invalid injected), NDJSON "
+            f"{ndjson.stat().st_size / 1e6:,.0f} MB; master data {master}; {setup_s:.1f} s",
+            flush=True,
+        )
+
+        figures = measured_import(container, ndjson)
+        info["peak_rss_after_import_mib"] = round(peak_rss_mib())
+        check_import(figures, written, summary)
+        print(
+            f"import: {figures.rows:,} rows → {figures.accepted:,} accepted, "
+            f"{figures.duplicates:,} duplicates, {figures.quarantined:,} quarantined; append "
+            f"{figures.append_s:.1f} s, profiles {figures.profile_s:.1f} s",
+            flush=True,
+        )
+        base_s, base_rows = duckdb_baseline(ndjson, scratch)
+        _check(base_rows == written, f"DuckDB read_json loaded {base_rows:,} of {written:,}")
+
+        ids = live_hcp_ids(container)
+        _check(len(ids) >= min(hcps, 10), f"only {len(ids)} live master-data HCPs")
+        read_ids = rng.sample(ids, min(plan.reads, len(ids)))
+        ours, bare = read_latencies(container, read_ids, plan.read_passes)
+
+        container.start_background()
+        fresh_ids = rng.sample(ids, min(plan.freshness_samples, len(ids)))
+        fresh = freshness(container, fresh_ids)
+    finally:
+        container.close()
+
+    label = f"synthetic market, {written:,} rows"
+    rate = figures.rows / figures.total_s
+    fresh_p99 = percentile(fresh, 99)
+    results = [
+        Result(
+            f"event import NDJSON → log + profiles ({label})",
+            rate,
+            "events/s",
+            "DuckDB read_json → table",
+            written / base_s,
+            extra={
+                "higher": "better",
+                "seconds": figures.total_s,
+                "baseline_seconds": base_s,
+                "accepted": figures.accepted,
+                "duplicates": figures.duplicates,
+                "quarantined": figures.quarantined,
+                "goal": f"≥ {GOAL_IMPORT_EPS:,.0f}",
+                "status": _status(rate >= GOAL_IMPORT_EPS),
+            },
+        ),
+        Result(
+            f"  phase 1: import_file append (validate, dedupe, quarantine) ({label})",
+            figures.rows / figures.append_s,
+            "events/s",
+            extra={"seconds": figures.append_s, "share": figures.append_s / figures.total_s},
+        ),
+        Result(
+            f"  phase 2: projector.catch_up profile update ({label})",
+            figures.applied / figures.profile_s,
+            "events/s",
+            extra={
+                "applied": figures.applied,
+                "seconds": figures.profile_s,
+                "share": figures.profile_s / figures.total_s,
+            },
+        ),
+        Result(
+            f"HCP 360 read p99, get_hcp ({len(read_ids):,} random live HCPs of {len(ids):,})",
+            ours.p99_ms,
+            "ms",
+            "SQLite PK SELECT p99",
+            bare.p99_ms,
+            extra={
+                "lower": "better",
+                "passes": plan.read_passes,
+                "passes_p99_ms": ours.passes_p99_ms,
+                "goal": f"≤ {GOAL_READ_P99_MS:.0f} ms",
+                "status": _status(ours.p99_ms <= GOAL_READ_P99_MS),
+            },
+        ),
+        Result(
+            f"HCP 360 read p50, get_hcp ({len(read_ids):,} random live HCPs)",
+            ours.p50_ms,
+            "ms",
+            "SQLite PK SELECT p50",
+            bare.p50_ms,
+            extra={"lower": "better"},
+        ),
+        Result(
+            f"event → profile freshness p99 (committer → get_hcp, {len(fresh)} samples)",
+            fresh_p99,
+            "ms",
+            extra={
+                "p50_ms": percentile(fresh, 50),
+                "max_ms": max(fresh),
+                "poll_ms": POLL_S * 1000,
+                "goal": f"≤ {GOAL_FRESH_P99_MS:.0f} ms",
+                "status": _status(fresh_p99 <= GOAL_FRESH_P99_MS),
+            },
+        ),
+        Result(
+            f"peak memory, whole run (ru_maxrss; {label})",
+            peak_rss_mib(),
+            "MiB",
+            extra={
+                "after_setup_mib": info["peak_rss_after_setup_mib"],
+                "after_import_mib": info["peak_rss_after_import_mib"],
+            },
+        ),
+    ]
+    info["freshness_p50_ms"] = percentile(fresh, 50)
+    return results, info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    parser.add_argument(
+        "--events",
+        type=int,
+        help="event rows to generate (default 2,000,000; 20,000 with --tiny; target 10,000,000)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="market and sampling seed")
+    args = parser.parse_args(argv)
+    if args.events is not None and args.events < 1_000:
+        parser.error("--events must be at least 1,000")
+    # On SIGTERM (run_all's timeout) unwind normally: close the stores, remove the scratch dir.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    plan = Plan.for_args(args.tiny, args.events)
+    command = command_line()
+    print(f"machine (start): {machine_info()}")
+    print(f"command: {command}")
+    print(f"plan: {plan}; data: synthetic market", flush=True)
+
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix=".bench-import-events-", dir=Path.cwd()))
+    try:
+        results, info = run(plan, args.seed, scratch)
+    except PipelineError as exc:
+        print(f"PIPELINE FAILURE: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    for result in results:
+        result.print()
+    machine = machine_info()
+    print(f"machine (end): {machine}")
+    print(f"run took {time.perf_counter() - started:.1f} s")
+    print()
+    print("goals (reported, not asserted):")
+    for result in results:
+        if "status" in result.extra:
+            print(
+                f"  {result.extra['status']}  {result.name.strip()}: "
+                f"{format_figure(result.figure)} {result.unit} (goal {result.extra['goal']})"
+            )
+    print()
+    print(Result.markdown_header())
+    for result in results:
+        print(result.markdown_row())
+    if args.json is not None:
+        write_json(
+            args.json,
+            results,
+            extra={"command": command, "tiny": args.tiny, "plan": plan.__dict__, **info},
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
