@@ -266,12 +266,6 @@ def test_invalid_cursor_is_400_on_the_cursor_field(
         assert "next_cursor" in body["fix"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_parse_cursor only checks that the cursor parses: a timestamp without offset, or "
-    "a seq beyond 64 bits, reaches the log; PostgreSQL then fails ('naive datetime given "
-    "to a UTC column', 'bigint out of range') and the API answers 503, DuckDB answers 200",
-)
 def test_a_crafted_cursor_out_of_range_is_400(
     client: TestClient, bearer: dict[str, str], hcp_id: str
 ) -> None:

@@ -884,8 +884,11 @@ typed_track = st.builds(
 )
 ctx_strategy = st.builds(
     BatchContext,
-    received_at=st.datetimes(timezones=st.just(dt.UTC)),
-    sent_at=st.none() | st.datetimes(timezones=st.just(dt.UTC)) | st.datetimes(),
+    received_at=st.just(RECEIVED) | st.datetimes(timezones=st.just(dt.UTC)),
+    sent_at=st.none()
+    | st.just(RECEIVED)
+    | st.datetimes(timezones=st.just(dt.UTC))
+    | st.datetimes(),
     source=st.just("wk_prop"),
 )
 

@@ -25,8 +25,11 @@ def _cursor(event: StoredEvent) -> str:
 
 def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
     try:
-        at, _, seq = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return dt.datetime.fromisoformat(at), int(seq)
+        at_text, _, seq_text = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        at, seq = dt.datetime.fromisoformat(at_text), int(seq_text)
+        if at.tzinfo is None or not 0 <= seq < 2**63:
+            raise ValueError("cursor out of range")
+        return at, seq
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailedError(
             "the cursor is not one this API returned",

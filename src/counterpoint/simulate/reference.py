@@ -9,6 +9,7 @@ the small fictional ranges could not give; they are not meant to be anybody's nu
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import dataclass
 
@@ -416,6 +417,7 @@ CONGRESSES: tuple[Congress, ...] = (
 _SPECIAL = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "ae", "Ö": "oe"})
 
 
+@functools.cache
 def slug(text: str, sep: str = "") -> str:
     """An ASCII lower-case slug: ``Müller`` → ``mueller``, ``De Luca`` → ``deluca``."""
     plain = unicodedata.normalize("NFKD", text.translate(_SPECIAL))
