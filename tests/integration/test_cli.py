@@ -145,7 +145,7 @@ def test_rebuild_reports_the_replayed_count(market: Market) -> None:
 
 def _first_npi(market: Market) -> str:
     hcps = pq.read_table(market.out / "hcps.parquet", columns=["npi"]).column("npi")
-    return "npi:" + next(n for n in hcps.to_pylist() if n)
+    return "npi:" + str(next(n for n in hcps.to_pylist() if n))
 
 
 def _without_times(output: str) -> str:
@@ -156,6 +156,7 @@ def _without_times(output: str) -> str:
 
 
 def _main(market: Market, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``counterpoint`` command, whose ``main()`` prints errors."""
     env = {k: v for k, v in os.environ.items() if k != "COUNTERPOINT_DATABASE_URL"}
     env["COUNTERPOINT_DATA_DIR"] = str(market.data_dir)
     env["COLUMNS"] = "200"
@@ -170,6 +171,7 @@ def _main(market: Market, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_errors_exit_2_with_field_and_fix(market: Market) -> None:
+    assert COUNTERPOINT.exists()
     bad_npi = _main(market, "hcp", "show", "npi:0000000000")
     assert bad_npi.returncode == 2, bad_npi
     assert "error:" in bad_npi.stderr

@@ -50,7 +50,9 @@ def _write_parquet(path: Path, rows: list[dict[str, object]]) -> Path:
     return path
 
 
-def _hcp(npi: str, first: str, last: str, specialty: str = "cardiology", **extra: str) -> dict:
+def _hcp(
+    npi: str, first: str, last: str, specialty: str = "cardiology", **extra: str
+) -> dict[str, str]:
     return {
         "npi": npi,
         "first_name": first,

@@ -436,10 +436,8 @@ def test_rebuild_gives_the_same_hcp_360_as_incremental_processing(
 def test_catch_up_twice_applies_nothing_the_second_time(
     container: Container, sender: Sender
 ) -> None:
-    key = sender.container.write_keys.create("raw")[1]
-    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
     body = json.dumps({"batch": _engagement_events()}).encode()
-    _, events, _, _ = container.ingest.prepare(SegmentCall(body, None, auth, None))
+    _, events, _, _ = container.ingest.prepare(SegmentCall(body, None, sender.auth, None))
     container.log.append(events)
     position = container.projector.position()
     assert container.projector.catch_up() == len(events)

@@ -138,7 +138,7 @@ def test_a_complete_track_event() -> None:
 
 
 def test_fast_builder_makes_the_same_object_as_the_constructor() -> None:
-    values = (
+    values: tuple[Any, ...] = (
         "m",
         EventKind.TRACK,
         "crm:A",

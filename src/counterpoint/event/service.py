@@ -157,6 +157,12 @@ class IngestService:
             raise MalformedBodyError(
                 "the body is not valid gzip", field="body", fix="compress the body with gzip"
             ) from None
+        if len(plain) <= self._max_batch and not inflater.unconsumed_tail and not inflater.eof:
+            raise MalformedBodyError(
+                "the gzip body is truncated (its end and checksum are missing)",
+                field="body",
+                fix="send the whole gzip stream",
+            )
         if len(plain) > self._max_batch or inflater.unconsumed_tail:
             raise PayloadTooLargeError(
                 f"the decompressed body exceeds {self._max_batch} bytes",
@@ -181,9 +187,9 @@ class IngestService:
                 if call.implied_type is None
                 else "send one JSON object (the event)",
             ) from None
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             raise MalformedBodyError(
-                f"the body is not valid JSON: {exc}", field="body", fix="send a JSON object"
+                f"the body is not valid JSON: {exc}", field="body", fix="send UTF-8 JSON"
             ) from None
         sent_at = single.get("sentAt")
         write_key = single.get("writeKey")
@@ -212,11 +218,15 @@ class IngestService:
         errors: list[dict[str, Any]] = []
         for index, raw in enumerate(messages):
             data = bytes(raw)
+            mapped: LogEvent | Rejection
             try:
                 decoded: object = msgspec.json.decode(data)
-            except msgspec.DecodeError:
-                decoded = None
-            mapped = map_message(decoded, len(data), ctx, call.implied_type)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                mapped = Rejection(
+                    "malformed_json", None, "the event is not valid UTF-8 JSON", "send UTF-8 JSON"
+                )
+            else:
+                mapped = map_message(decoded, len(data), ctx, call.implied_type)
             if isinstance(mapped, Rejection):
                 where = f"batch[{index}]" if call.implied_type is None else ""
                 path = ".".join(p for p in (where, mapped.field or "") if p)
