@@ -280,12 +280,6 @@ def test_a_crafted_cursor_out_of_range_is_400(
         _problem(response, 400, "validation_failed", "cursor")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_parse_cursor accepts an aware time that is before year 1 once in UTC "
-    "(0001-01-01T00:00:00+14:00): PostgreSQL fails converting it (503 unavailable), DuckDB "
-    "answers 200",
-)
 def test_a_cursor_before_year_one_in_utc_is_400(
     client: TestClient, bearer: dict[str, str], hcp_id: str
 ) -> None:

@@ -29,8 +29,8 @@ def _parse_cursor(cursor: str) -> tuple[dt.datetime, int]:
         at, seq = dt.datetime.fromisoformat(at_text), int(seq_text)
         if at.tzinfo is None or not 0 <= seq < 2**63:
             raise ValueError("cursor out of range")
-        return at, seq
-    except (ValueError, UnicodeDecodeError):
+        return at.astimezone(dt.UTC), seq
+    except (ValueError, OverflowError, UnicodeDecodeError):
         raise ValidationFailedError(
             "the cursor is not one this API returned",
             field="cursor",

@@ -59,6 +59,8 @@ def _root(
         typer.Option("--data-dir", help="Data directory (default ./.counterpoint).", envvar=None),
     ] = None,
 ) -> None:
+    global console, err  # one console per invocation, sized for its own terminal
+    console, err = Console(), Console(stderr=True)
     if data_dir is not None:
         os.environ["COUNTERPOINT_DATA_DIR"] = str(data_dir)
 

@@ -6,7 +6,7 @@ The request or task boundary commits; repositories never do.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -114,3 +114,51 @@ def upsert(
         condition = where(stmt) if where is not None else None
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_=values, where=condition)
     session.execute(stmt, rows)
+
+
+def fast_upsert(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    keys: Sequence[str],
+    set_sql: str,
+    where_sql: str | None = None,
+) -> None:
+    """A bulk upsert through the driver's ``executemany``, without per-row compilation.
+
+    ``set_sql`` and ``where_sql`` are SQL fragments over ``excluded`` and ``table`` written
+    once by the caller (the same text is valid on SQLite and PostgreSQL). Values are bound,
+    never interpolated.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {set_sql}"
+    )
+    if where_sql:
+        sql += f" WHERE {where_sql}"
+    if conn.dialect.name == "sqlite":
+        rows = [tuple(_sqlite_value(v) for v in row) for row in rows]
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
+
+
+def _sqlite_value(value: Any) -> Any:
+    """Datetimes as SQLAlchemy stores them on SQLite (naive UTC text), so both paths agree."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value

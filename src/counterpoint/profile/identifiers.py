@@ -45,8 +45,10 @@ class IdentifierType(enum.StrEnum):
     @property
     def priority(self) -> int:
         """Lower is stronger: used to order matching rules and to choose merge survivors."""
-        return list(IdentifierType).index(self)
+        return _PRIORITY[self]
 
+
+_PRIORITY: dict[IdentifierType, int] = {t: i for i, t in enumerate(IdentifierType)}
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _NATIONAL = re.compile(r"^[A-Z]{2}-[A-Za-z0-9.\-/]{1,64}$")

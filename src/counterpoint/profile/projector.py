@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import duckdb
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +34,7 @@ from counterpoint.kit.ids import stable_id
 from counterpoint.profile.identity import (
     DEFAULT_POLICY,
     Assignment,
+    Observation,
     ResolutionPolicy,
     assign_profiles,
     resolve,
@@ -45,7 +48,7 @@ __all__ = ["ProfileProjector"]
 _log = logging.getLogger(__name__)
 
 NAME = "profile"
-RETENTION_DAYS = 400
+RETENTION_DAYS = 90
 _ENGAGEMENT = sorted(a.value for a in ENGAGEMENT_ACTIONS)
 _PROFILE_COLUMNS = (
     "first_name",
@@ -78,44 +81,73 @@ def _fingerprint(keys: list[str], seq: int, source: str) -> str:
 
 
 def _read_chunk(table: pa.Table) -> _Chunk:
+    """Identity evidence and attributes in a chunk; Python touches only the rows carrying them
+    (identify, alias, and calls naming both a user and an anonymous id)."""
     chunk = _Chunk()
-    cols = table.select(
+    subjects = table.group_by("subject").aggregate([("synthetic", "any")])
+    chunk.keys.update(subjects.column("subject").to_pylist())
+    chunk.synthetic.update(
+        zip(
+            subjects.column("subject").to_pylist(),
+            subjects.column("synthetic_any").to_pylist(),
+            strict=True,
+        )
+    )
+    kind = table.column("kind")
+    linked_anon = pc.and_(
+        pc.is_valid(table.column("anonymous_id")),
+        pc.invert(pc.starts_with(table.column("subject"), "anon:")),
+    )
+    wanted = pc.or_(pc.is_in(kind, value_set=pa.array(["identify", "alias"])), linked_anon)
+    rows = table.filter(wanted).select(
         ["seq", "kind", "subject", "anonymous_id", "occurred_at", "payload", "synthetic"]
-    ).to_pydict()
-    for seq, kind, subject, anon, at, payload, synthetic in zip(*cols.values(), strict=True):
-        chunk.keys.add(subject)
-        chunk.synthetic.setdefault(subject, bool(synthetic))
-        linked: set[str] = set()
-        if anon and not subject.startswith("anon:"):
-            linked.add(f"anon:{anon}")
-        source = kind
-        if kind in ("identify", "alias"):
-            data = msgspec.json.decode(payload) if payload else {}
-            traits = data.get("traits") or {}
-            if isinstance(traits, dict):
-                linked.update(i.key for i in trait_identifiers(traits))
-                source = "master_data" if data.get("master_data") is True else "identify"
-                for name, value in trait_attributes(traits).items():
-                    chunk.attributes.append(
-                        {
-                            "identifier": subject,
-                            "name": name,
-                            "source": source,
-                            "value": value,
-                            "observed_at": at,
-                            "seq": seq,
-                        }
-                    )
-            previous = data.get("previous_id")
-            if kind == "alias" and isinstance(previous, str):
-                linked.add(previous)
-        if linked:
-            keys = sorted({subject, *linked})
-            chunk.keys.update(keys)
-            for key in keys:
-                chunk.synthetic.setdefault(key, bool(synthetic))
-            chunk.observations.append((_fingerprint(keys, seq, source), keys, at, seq, source))
+    )
+    cols = rows.to_pydict()
+    for seq, kind_, subject, anon, at, payload, synthetic in zip(*cols.values(), strict=True):
+        _read_row(chunk, seq, kind_, subject, anon, at, payload, bool(synthetic))
     return chunk
+
+
+def _read_row(
+    chunk: _Chunk,
+    seq: int,
+    kind: str,
+    subject: str,
+    anon: str | None,
+    at: dt.datetime,
+    payload: str | None,
+    synthetic: bool,
+) -> None:
+    linked: set[str] = set()
+    if anon and not subject.startswith("anon:"):
+        linked.add(f"anon:{anon}")
+    source = kind
+    if kind in ("identify", "alias"):
+        data = msgspec.json.decode(payload) if payload else {}
+        traits = data.get("traits") or {}
+        if isinstance(traits, dict):
+            linked.update(i.key for i in trait_identifiers(traits))
+            source = "master_data" if data.get("master_data") is True else "identify"
+            chunk.attributes.extend(
+                {
+                    "identifier": subject,
+                    "name": name,
+                    "source": source,
+                    "value": value,
+                    "observed_at": at,
+                    "seq": seq,
+                }
+                for name, value in trait_attributes(traits).items()
+            )
+        previous = data.get("previous_id")
+        if kind == "alias" and isinstance(previous, str):
+            linked.add(previous)
+    if linked:
+        keys = sorted({subject, *linked})
+        chunk.keys.update(keys)
+        for key in keys:
+            chunk.synthetic.setdefault(key, synthetic)
+        chunk.observations.append((_fingerprint(keys, seq, source), keys, at, seq, source))
 
 
 class ProfileProjector:
@@ -163,6 +195,10 @@ class ProfileProjector:
                 applied += table.num_rows
                 if progress is not None:
                     progress(table.num_rows)
+            if applied:
+                with self._sessions.begin() as session:
+                    since = self._clock.now().date() - dt.timedelta(days=RETENTION_DAYS)
+                    ProfileRepository(session).prune_engagement(since)
         return applied
 
     def wake(self, _position: int = 0) -> None:
@@ -270,11 +306,36 @@ class ProfileProjector:
     def _resolve(
         self, repo: ProfileRepository, chunk: _Chunk, known: dict[str, str], now: dt.datetime
     ) -> set[str]:
-        """Re-resolve every identity component this chunk's observations touch."""
-        touched: set[str] = set()
-        done: set[str] = set()
-        for _, keys, *_ in sorted(chunk.observations, key=lambda o: o[3]):
-            if done.issuperset(keys):
+        """Re-resolve every identity component this chunk's observations touch.
+
+        An observation whose identifiers are all new and seen nowhere else in the chunk is its
+        own component: it is resolved in memory and applied in bulk with its like. Every other
+        observation loads its whole component (evidence and separations) from the store.
+        """
+        uses = Counter(k for _, keys, *_ in chunk.observations for k in keys)
+        ordered = sorted(chunk.observations, key=lambda o: o[3])
+        separated = repo.separated(uses)
+        simple = [o for o in ordered if separated.isdisjoint(o[1])]
+        alone = [o for o in simple if all(k not in known and uses[k] == 1 for k in o[1])]
+        fresh = [
+            assign_profiles(
+                resolve(
+                    [Observation(frozenset(map(to_identifier, keys)), at, seq, source)],
+                    self._policy,
+                ),
+                {},
+                {},
+            )
+            for _, keys, at, seq, source in alone
+        ]
+        touched = self._apply_assignments(repo, fresh, {}, chunk, now)
+        for assignment in fresh:
+            known.update({i.key: p for i, p in assignment.profile_of.items()})
+        done: set[str] = {k for o in alone for k in o[1]}
+        handled: set[str] = set()
+        touched |= self._attach_new(repo, simple, known, uses, done, handled, now)
+        for fingerprint, keys, *_ in ordered:
+            if fingerprint in handled or done.issuperset(keys):
                 continue
             component, observations = repo.component(keys)
             done |= component
@@ -285,22 +346,82 @@ class ProfileProjector:
             assignment = assign_profiles(
                 resolution, {to_identifier(k): p for k, p in current.items()}, ranks
             )
-            touched |= self._apply_assignment(repo, assignment, current, chunk, now)
+            touched |= self._apply_assignments(repo, [assignment], current, chunk, now)
             known.update({i.key: p for i, p in assignment.profile_of.items()})
         return touched
 
-    def _apply_assignment(
+    def _attach_new(
         self,
         repo: ProfileRepository,
-        assignment: Assignment,
+        ordered: list[tuple[str, list[str], dt.datetime, int, str]],
+        known: dict[str, str],
+        uses: Counter[str],
+        done: set[str],
+        handled: set[str],
+        now: dt.datetime,
+    ) -> set[str]:
+        """New identifiers observed with one existing profile's identifiers join that profile.
+
+        Exactly what full resolution would decide, as long as no guard can bind: the new
+        identifiers appear nowhere else, no identifier of the observation is blocked or named
+        by a separation (the caller passes only such observations), and the profile stays within the
+        per-type limits and keeps a single NPI. Any other case is left to full resolution.
+        """
+        candidates: list[tuple[str, str, list[str]]] = []
+        for fingerprint, keys, *_ in ordered:
+            if done.issuperset(keys):
+                continue
+            profiles = {known[k] for k in keys if k in known}
+            new = [k for k in keys if k not in known]
+            blocked = any(self._policy.blocked_reason(to_identifier(k)) for k in keys)
+            if len(profiles) == 1 and new and not blocked and all(uses[k] == 1 for k in new):
+                candidates.append((fingerprint, profiles.pop(), new))
+        if not candidates:
+            return set()
+        held = repo.identities_of({p for _, p, _ in candidates})
+        attached: list[dict[str, Any]] = []
+        touched: set[str] = set()
+        for fingerprint, profile, new in candidates:
+            keys = held.get(profile, [])
+            if not self._may_attach(keys, new):
+                continue
+            held[profile] = keys + new
+            touched.add(profile)
+            done.update(new)
+            handled.add(fingerprint)
+            for key in new:
+                known[key] = profile
+                attached.append(
+                    {
+                        "key": key,
+                        "type": key.partition(":")[0],
+                        "hcp_id": profile,
+                        "first_seen": now,
+                    }
+                )
+        repo.set_identities(attached)
+        return touched
+
+    def _may_attach(self, held: list[str], new: list[str]) -> bool:
+        counts = Counter(k.partition(":")[0] for k in held + new)
+        limits = self._policy.max_per_type
+        return all(counts[t.value] <= n for t, n in limits.items()) and counts["npi"] <= 1
+
+    def _apply_assignments(
+        self,
+        repo: ProfileRepository,
+        assignments: list[Assignment],
         current: dict[str, str],
         chunk: _Chunk,
         now: dt.datetime,
     ) -> set[str]:
+        if not assignments:
+            return set()
         by_profile: dict[str, list[str]] = {}
-        for identifier, profile in assignment.profile_of.items():
-            by_profile.setdefault(profile, []).append(identifier.key)
-        created = set(assignment.created)
+        for assignment in assignments:
+            for identifier, profile in assignment.profile_of.items():
+                by_profile.setdefault(profile, []).append(identifier.key)
+        created = {p for a in assignments for p in a.created}
         revived = created & repo.existing_profiles(created)
         repo.insert_profiles(
             [self._profile_row(p, by_profile[p], chunk, now) for p in sorted(created - revived)]
@@ -308,11 +429,13 @@ class ProfileProjector:
         repo.revive(revived, now)
         changed = [
             {"key": i.key, "type": i.type.value, "hcp_id": p, "first_seen": now}
-            for i, p in assignment.profile_of.items()
+            for a in assignments
+            for i, p in a.profile_of.items()
             if current.get(i.key) != p
         ]
         repo.set_identities(changed)
-        for merge in assignment.merges:
+        merges = [m for a in assignments for m in a.merges]
+        for merge in merges:
             repo.mark_merged(merge.absorbed, merge.survivor, now)
             repo.record_merge(
                 {
@@ -325,7 +448,7 @@ class ProfileProjector:
                     "by": "system",
                 }
             )
-        for split in assignment.splits:
+        for split in (sp for a in assignments for sp in a.splits):
             repo.record_merge(
                 {
                     "kind": "split",
@@ -337,7 +460,7 @@ class ProfileProjector:
                     "by": "system",
                 }
             )
-        return set(by_profile) | {m.absorbed for m in assignment.merges}
+        return set(by_profile) | {m.absorbed for m in merges}
 
     def _refresh_attributes(
         self, repo: ProfileRepository, hcp_ids: set[str], now: dt.datetime
@@ -365,14 +488,21 @@ class ProfileProjector:
         repo.update_profiles(updates)
 
     def _add_engagement(self, repo: ProfileRepository, table: pa.Table) -> None:
+        """Aggregate the chunk in DuckDB (in memory), then add the sums to the store.
+
+        Daily counts are kept only for the last ``RETENTION_DAYS`` (the features look back
+        at most that far); "last" and content aggregates cover the whole history.
+        """
+        since = self._clock.now().date() - dt.timedelta(days=RETENTION_DAYS)
         con = self._duck
         con.register("chunk", table)
         try:
             days = con.execute(
-                "SELECT subject AS identifier, CAST(timezone('UTC', occurred_at) AS DATE) AS day, "
-                "channel, action, coalesce(function, ?) AS function, count(*) AS count "
-                "FROM chunk WHERE channel IS NOT NULL AND action IS NOT NULL GROUP BY ALL",
-                [Function.COMMERCIAL.value],
+                "SELECT subject, CAST(timezone('UTC', occurred_at) AS DATE) AS day, channel, "
+                "action, coalesce(function, ?), count(*) FROM chunk "
+                "WHERE channel IS NOT NULL AND action IS NOT NULL "
+                "AND CAST(timezone('UTC', occurred_at) AS DATE) >= ? GROUP BY ALL",
+                [Function.COMMERCIAL.value, since],
             ).fetchall()
             last = con.execute(
                 "SELECT subject, channel, timezone('UTC', max(occurred_at)), "
@@ -389,16 +519,7 @@ class ProfileProjector:
         finally:
             con.unregister("chunk")
         repo.add_engagement(
-            [
-                {"identifier": i, "day": d, "channel": c, "action": a, "function": f, "count": n}
-                for i, d, c, a, f, n in days
-            ],
-            [
-                {"identifier": i, "channel": c, "last_at": utc(at), "last_action": a}
-                for i, c, at, a in last
-            ],
-            [
-                {"identifier": i, "content_id": c, "brand": b, "count": n, "last_at": utc(at)}
-                for i, c, b, n, at in content
-            ],
+            days,
+            [(i, c, utc(at), a) for i, c, at, a in last],
+            [(i, c, b, n, utc(at)) for i, c, b, n, at in content],
         )

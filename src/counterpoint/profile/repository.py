@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from counterpoint.kit.db import upsert
+from counterpoint.kit.db import fast_upsert, upsert
 from counterpoint.profile.identifiers import Identifier, IdentifierType
 from counterpoint.profile.identity import Observation, ProfileRank, Separation
 from counterpoint.profile.merge import AttributeValue
@@ -225,6 +225,19 @@ class ProfileRepository:
             )
         return keys, observations
 
+    def separated(self, keys: Iterable[str]) -> set[str]:
+        """The keys that some separation (manual unmerge) names."""
+        found: set[str] = set()
+        for batch in _batches(keys):
+            found.update(
+                self.session.scalars(
+                    select(IdentitySeparationMember.identifier).where(
+                        IdentitySeparationMember.identifier.in_(batch)
+                    )
+                )
+            )
+        return found
+
     def separations(self, keys: Iterable[str]) -> list[Separation]:
         ids: set[int] = set()
         for batch in _batches(keys):
@@ -293,40 +306,39 @@ class ProfileRepository:
     # --- engagement -------------------------------------------------------------------
     def add_engagement(
         self,
-        days: list[dict[str, Any]],
-        last: list[dict[str, Any]],
-        content: list[dict[str, Any]],
+        days: Sequence[tuple[Any, ...]],
+        last: Sequence[tuple[Any, ...]],
+        content: Sequence[tuple[Any, ...]],
     ) -> None:
-        day_t = EngagementDay.__table__
-        upsert(
+        """Add one chunk's aggregates: (identifier, day, channel, action, function, count),
+        (identifier, channel, last_at, last_action), (identifier, content_id, brand, count,
+        last_at). Counts add up; "last" values only move forward in time."""
+        fast_upsert(
             self.session,
-            day_t,
+            "engagement_day",
+            ["identifier", "day", "channel", "action", "function", "count"],
             days,
             keys=["identifier", "day", "channel", "action", "function"],
-            update={"count": lambda s: day_t.c.count + s.excluded.count},
+            set_sql="count = engagement_day.count + excluded.count",
         )
-        last_t = EngagementLast.__table__
-        upsert(
+        fast_upsert(
             self.session,
-            last_t,
+            "engagement_last",
+            ["identifier", "channel", "last_at", "last_action"],
             last,
             keys=["identifier", "channel"],
-            update={
-                "last_at": lambda s: s.excluded.last_at,
-                "last_action": lambda s: s.excluded.last_action,
-            },
-            where=lambda s: s.excluded.last_at >= last_t.c.last_at,
+            set_sql="last_at = excluded.last_at, last_action = excluded.last_action",
+            where_sql="excluded.last_at >= engagement_last.last_at",
         )
-        content_t = EngagementContent.__table__
-        upsert(
+        fast_upsert(
             self.session,
-            content_t,
+            "engagement_content",
+            ["identifier", "content_id", "brand", "count", "last_at"],
             content,
             keys=["identifier", "content_id"],
-            update={
-                "count": lambda s: content_t.c.count + s.excluded.count,
-                "last_at": lambda s: s.excluded.last_at,
-            },
+            set_sql="count = engagement_content.count + excluded.count, last_at = CASE "
+            "WHEN excluded.last_at > engagement_content.last_at THEN excluded.last_at "
+            "ELSE engagement_content.last_at END",
         )
 
     def engagement_of(
