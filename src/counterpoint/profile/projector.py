@@ -76,6 +76,33 @@ class _Chunk:
     synthetic: dict[str, bool] = field(default_factory=dict)
 
 
+def _split_components(
+    observations: list[Observation],
+) -> list[tuple[set[str], list[Observation]]]:
+    """Group observations into connected components (shared identifiers link them)."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for observation in observations:
+        keys = [i.key for i in observation.identifiers]
+        for key in keys[1:]:
+            a, b = find(keys[0]), find(key)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[str, tuple[set[str], list[Observation]]] = {}
+    for observation in observations:
+        keys = [i.key for i in observation.identifiers]
+        group = groups.setdefault(find(keys[0]), (set(), []))
+        group[0].update(keys)
+        group[1].append(observation)
+    return list(groups.values())
+
+
 def _fingerprint(keys: list[str], seq: int, source: str) -> str:
     return hashlib.sha1(f"{seq}|{source}|{'|'.join(keys)}".encode()).hexdigest()  # noqa: S324
 
@@ -334,19 +361,46 @@ class ProfileProjector:
         done: set[str] = {k for o in alone for k in o[1]}
         handled: set[str] = set()
         touched |= self._attach_new(repo, simple, known, uses, done, handled, now)
-        for fingerprint, keys, *_ in ordered:
-            if fingerprint in handled or done.issuperset(keys):
-                continue
-            component, observations = repo.component(keys)
-            done |= component
-            current = repo.profiles_of(component)
-            separations = repo.separations(component)
-            resolution = resolve(observations, self._policy, separations)
-            ranks = repo.ranks(set(current.values()))
-            assignment = assign_profiles(
-                resolution, {to_identifier(k): p for k, p in current.items()}, ranks
+        seeds = {
+            k
+            for f, keys, *_ in ordered
+            if f not in handled and not done.issuperset(keys)
+            for k in keys
+        }
+        if seeds:
+            touched |= self._resolve_components(repo, seeds, known, chunk, now)
+        return touched
+
+    def _resolve_components(
+        self,
+        repo: ProfileRepository,
+        seeds: set[str],
+        known: dict[str, str],
+        chunk: _Chunk,
+        now: dt.datetime,
+    ) -> set[str]:
+        """Full resolution of every component the seeds belong to, loaded in one walk."""
+        keys, observations = repo.component(seeds)
+        current = repo.profiles_of(keys)
+        separations = repo.separations(keys)
+        ranks = repo.ranks(set(current.values()))
+        assignments: list[Assignment] = []
+        for group, evidence in _split_components(observations):
+            mine = {k: p for k, p in current.items() if k in group}
+            resolution = resolve(
+                evidence,
+                self._policy,
+                [x for x in separations if any(i.key in group for i in x.left | x.right)],
             )
-            touched |= self._apply_assignments(repo, [assignment], current, chunk, now)
+            assignments.append(
+                assign_profiles(
+                    resolution,
+                    {to_identifier(k): p for k, p in mine.items()},
+                    {p: ranks[p] for p in set(mine.values())},
+                )
+            )
+        touched = self._apply_assignments(repo, assignments, current, chunk, now)
+        for assignment in assignments:
             known.update({i.key: p for i, p in assignment.profile_of.items()})
         return touched
 
