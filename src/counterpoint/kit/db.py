@@ -143,7 +143,13 @@ def fast_upsert(
     if where_sql:
         sql += f" WHERE {where_sql}"
     if conn.dialect.name == "sqlite":
-        rows = [tuple(_sqlite_value(v) for v in row) for row in rows]
+        temporal = [i for i, v in enumerate(rows[0]) if isinstance(v, dt.date)]
+        if temporal:
+            converted = [list(row) for row in rows]
+            for row in converted:
+                for i in temporal:
+                    row[i] = _sqlite_value(row[i])
+            rows = converted
     raw = conn.connection.driver_connection
     assert raw is not None
     cursor = raw.cursor()

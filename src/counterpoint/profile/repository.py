@@ -208,20 +208,16 @@ class ProfileRepository:
             keys |= frontier
         observations: list[Observation] = []
         ordered = sorted(observation_ids)
+        obs = IdentityObservation.__table__
         for start in range(0, len(ordered), _IN_BATCH):
-            rows = self.session.scalars(
-                select(IdentityObservation).where(
-                    IdentityObservation.id.in_(ordered[start : start + _IN_BATCH])
+            rows = self.session.execute(
+                select(obs.c.identifiers, obs.c.observed_at, obs.c.seq, obs.c.source).where(
+                    obs.c.id.in_(ordered[start : start + _IN_BATCH])
                 )
             )
             observations.extend(
-                Observation(
-                    frozenset(to_identifier(k) for k in row.identifiers),
-                    row.observed_at,
-                    row.seq,
-                    row.source,
-                )
-                for row in rows
+                Observation(frozenset(map(to_identifier, ids)), at, seq, source)
+                for ids, at, seq, source in rows
             )
         return keys, observations
 
