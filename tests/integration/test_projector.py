@@ -448,13 +448,6 @@ def test_catch_up_twice_applies_nothing_the_second_time(
     assert first["engagement"]["events"]["90d"] == 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rebuild is not idempotent across chunk boundaries: an HCP whose anonymous "
-    "profile was created before the identify keeps the anonymous profile's id when "
-    "processed incrementally, but gets stable_id(npi) on rebuild (one chunk), so the id "
-    "the API returned before the rebuild answers 404 afterwards",
-)
 def test_rebuild_keeps_the_id_of_an_hcp_first_seen_anonymously(
     container: Container, sender: Sender
 ) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
+import pickle
 from typing import Any
 
 import msgspec
@@ -162,9 +164,15 @@ def test_fast_builder_makes_the_same_object_as_the_constructor() -> None:
     built = segment._new_event(*values)
     assert built == LogEvent(*values)
     assert type(built) is LogEvent
+    builder: object = segment._new_event
+    assert builder is segment._UnfrozenLogEvent  # the fast path is in use
     assert [f.name for f in dataclasses.fields(LogEvent)] == list(segment._EVENT_FIELDS)
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.subject = "x"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(built)) == built
+    assert copy.deepcopy(built) == built
+    assert dataclasses.replace(built, subject="crm:B").subject == "crm:B"
+    assert dataclasses.asdict(built)["market"] == "US"
 
 
 # --- type --------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class IdentifierType(enum.StrEnum):
 
 _PRIORITY: dict[IdentifierType, int] = {t: i for i, t in enumerate(IdentifierType)}
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$")
 _NATIONAL = re.compile(r"^[A-Z]{2}-[A-Za-z0-9.\-/]{1,64}$")
 _TOKEN = re.compile(r"^[\w.\-:/@+#]{1,128}$")
 
@@ -91,7 +91,7 @@ def _normalise(kind: IdentifierType, raw: str) -> str:
         return value
     if kind is IdentifierType.EMAIL:
         value = value.lower()
-        if not _EMAIL.match(value) or len(value) > 254:
+        if len(value) > 254 or not _EMAIL.match(value):  # length first: bounds the match
             raise ValueError("an e-mail address looks like name@domain.tld")
         return value
     if kind is IdentifierType.PHONE:

@@ -28,6 +28,7 @@ __all__ = [
     "IdentityObservationMember",
     "IdentitySeparation",
     "MergeRecord",
+    "ProfileOrigin",
 ]
 
 
@@ -55,6 +56,17 @@ class Hcp(Base):
     merged_into: Mapped[str | None] = mapped_column(String(40), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class ProfileOrigin(Base):
+    """Every profile id ever issued, with the identifier it was made for. Kept by a rebuild,
+    so an id a user or system holds keeps leading to that person's current profile."""
+
+    __tablename__ = "profile_origin"
+
+    hcp_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(300), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
 class Identity(Base):

@@ -34,9 +34,12 @@ from counterpoint.kit.ids import stable_id
 from counterpoint.profile.identity import (
     DEFAULT_POLICY,
     Assignment,
+    Merge,
     Observation,
     ResolutionPolicy,
+    Split,
     assign_profiles,
+    identifier_rank,
     resolve,
 )
 from counterpoint.profile.merge import DEFAULT_STRATEGIES, AttributeValue, merge_attributes
@@ -74,6 +77,24 @@ class _Chunk:
     attributes: list[dict[str, Any]] = field(default_factory=list)
     keys: set[str] = field(default_factory=set)
     synthetic: dict[str, bool] = field(default_factory=dict)
+
+
+def _renamed(assignment: Assignment, renames: dict[str, str]) -> Assignment:
+    def name(profile: str) -> str:
+        return renames.get(profile, profile)
+
+    return Assignment(
+        profile_of={i: name(p) for i, p in assignment.profile_of.items()},
+        merges=tuple(
+            Merge(name(m.survivor), name(m.absorbed), m.identifiers_moved)
+            for m in assignment.merges
+        ),
+        splits=tuple(
+            Split(name(x.source), name(x.new_profile), x.identifiers_moved)
+            for x in assignment.splits
+        ),
+        created=tuple(name(p) for p in assignment.created),
+    )
 
 
 def _split_components(
@@ -305,6 +326,7 @@ class ProfileProjector:
         new = sorted(k for k in chunk.keys if k not in known and k not in observed)
         profiles = [self._profile_row(stable_id("hcp", k), [k], chunk, now) for k in new]
         repo.insert_profiles(profiles)
+        repo.add_origins([(p["id"], k) for k, p in zip(new, profiles, strict=True)], now)
         repo.set_identities(
             [
                 {"key": k, "type": k.partition(":")[0], "hcp_id": p["id"], "first_seen": now}
@@ -461,6 +483,29 @@ class ProfileProjector:
         limits = self._policy.max_per_type
         return all(counts[t.value] <= n for t, n in limits.items()) and counts["npi"] <= 1
 
+    def _reuse_issued_ids(
+        self, repo: ProfileRepository, assignments: list[Assignment]
+    ) -> list[Assignment]:
+        """A cluster that needs a new profile takes the oldest id ever issued for one of its
+        identifiers, when no live profile holds it: so a replay gives people the ids they had."""
+        created = {p for a in assignments for p in a.created}
+        if not created:
+            return assignments
+        members: dict[str, list[str]] = {}
+        for a in assignments:
+            for identifier, profile in a.profile_of.items():
+                if profile in created:
+                    members.setdefault(profile, []).append(identifier.key)
+        issued = repo.issued_for(k for keys in members.values() for k in keys)
+        live = set(repo.identities_of({h for pairs in issued.values() for _, h in pairs}))
+        renames: dict[str, str] = {}
+        for profile in sorted(created):
+            options = sorted(pair for k in members.get(profile, []) for pair in issued.get(k, []))
+            free = [h for _, h in options if h not in live and h not in renames.values()]
+            if free and free[0] != profile:
+                renames[profile] = free[0]
+        return [_renamed(a, renames) for a in assignments] if renames else assignments
+
     def _apply_assignments(
         self,
         repo: ProfileRepository,
@@ -471,6 +516,7 @@ class ProfileProjector:
     ) -> set[str]:
         if not assignments:
             return set()
+        assignments = self._reuse_issued_ids(repo, assignments)
         by_profile: dict[str, list[str]] = {}
         for assignment in assignments:
             for identifier, profile in assignment.profile_of.items():
@@ -479,6 +525,10 @@ class ProfileProjector:
         revived = created & repo.existing_profiles(created)
         repo.insert_profiles(
             [self._profile_row(p, by_profile[p], chunk, now) for p in sorted(created - revived)]
+        )
+        repo.add_origins(
+            [(p, min(map(to_identifier, by_profile[p]), key=identifier_rank).key) for p in created],
+            now,
         )
         repo.revive(revived, now)
         changed = [

@@ -27,6 +27,7 @@ from counterpoint.profile.models import (
     IdentitySeparation,
     IdentitySeparationMember,
     MergeRecord,
+    ProfileOrigin,
 )
 
 __all__ = ["DERIVED_TABLES", "ProfileRepository", "to_identifier"]
@@ -96,6 +97,35 @@ class ProfileRepository:
     # --- profiles ---------------------------------------------------------------------
     def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
         upsert(self.session, Hcp.__table__, list(rows), keys=["id"])
+
+    def add_origins(self, rows: Sequence[tuple[str, str]], at: dt.datetime) -> None:
+        """Remember (profile id, identifier it was made for); the first record stays."""
+        upsert(
+            self.session,
+            ProfileOrigin.__table__,
+            [{"hcp_id": h, "identifier": k, "created_at": at} for h, k in rows],
+            keys=["hcp_id"],
+        )
+
+    def issued_for(self, keys: Iterable[str]) -> dict[str, list[tuple[dt.datetime, str]]]:
+        """Identifier → the (created_at, profile id) pairs issued for it, oldest first."""
+        found: dict[str, list[tuple[dt.datetime, str]]] = {}
+        table = ProfileOrigin.__table__
+        for batch in _batches(keys):
+            rows = self.session.execute(
+                select(table.c.identifier, table.c.created_at, table.c.hcp_id).where(
+                    table.c.identifier.in_(batch)
+                )
+            )
+            for key, at, hcp_id in rows:
+                found.setdefault(key, []).append((at, hcp_id))
+        for pairs in found.values():
+            pairs.sort()
+        return found
+
+    def origin_of(self, hcp_id: str) -> str | None:
+        row = self.session.get(ProfileOrigin, hcp_id)
+        return row.identifier if row else None
 
     def revive(self, hcp_ids: Iterable[str], at: dt.datetime) -> None:
         """Profiles given back their own identifiers (an unmerge) stop pointing elsewhere."""

@@ -116,7 +116,12 @@ class ProfileService:
         return self.get_hcp(hcp_id)
 
     def _live(self, repo: ProfileRepository, hcp_id: str) -> Hcp:
+        """The current profile for an id, following merges, and ids issued before a rebuild
+        (through the identifier the id was made for)."""
         profile = repo.get_profile(hcp_id)
+        if profile is None and (origin := repo.origin_of(hcp_id)) is not None:
+            current = repo.profiles_of([origin]).get(origin)
+            profile = repo.get_profile(current) if current else None
         seen = {hcp_id}
         while profile is not None and profile.merged_into is not None:
             if profile.merged_into in seen:
