@@ -428,7 +428,11 @@ def freshness(container: Container, hcp_ids: list[str]) -> list[float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _import_results(figures: ImportFigures, rows: int, base_s: float, label: str) -> list[Result]:
+def _import_results(
+    figures: ImportFigures, summary: MarketSummary, base_s: float, label: str
+) -> list[Result]:
+    rows = summary.events
+    injected_invalid = sum(summary.invalid.values())
     rate = figures.rows / figures.total_s
     return [
         Result(
@@ -444,6 +448,9 @@ def _import_results(figures: ImportFigures, rows: int, base_s: float, label: str
                 "accepted": figures.accepted,
                 "duplicates": figures.duplicates,
                 "quarantined": figures.quarantined,
+                "injected_duplicates": summary.duplicates,
+                "injected_invalid": injected_invalid,
+                "distinct_valid_generated": summary.generated - injected_invalid,
                 "goal": f"≥ {GOAL_IMPORT_EPS:,.0f}",
                 "status": _status(rate >= GOAL_IMPORT_EPS),
             },
@@ -572,7 +579,7 @@ def run(plan: Plan, seed: int, scratch: Path) -> tuple[list[Result], dict[str, A
         _check(ndjson.is_file(), f"{ndjson} vanished (was the scratch directory removed?)")
         base_s, base_rows = duckdb_baseline(ndjson, scratch)
         _check(base_rows == written, f"DuckDB read_json loaded {base_rows:,} of {written:,}")
-        report(*_import_results(figures, written, base_s, label))
+        report(*_import_results(figures, summary, base_s, label))
 
         ids = live_hcp_ids(container)
         _check(len(ids) >= min(hcps, 10), f"only {len(ids)} live master-data HCPs")
