@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from counterpoint.api.deps import Caller, Services
 from counterpoint.errors import ValidationFailedError
@@ -75,6 +76,19 @@ def lookup(
 def get_hcp(hcp_id: str, container: Services, _: Caller) -> dict[str, Any]:
     """The HCP 360 profile: attributes, identifiers, affiliations, engagement features."""
     return container.profiles.get_hcp(hcp_id)
+
+
+class UnmergeRequest(BaseModel):
+    identifiers: list[str] = Field(min_length=1, description="type:value identifiers to split off")
+    reason: str = Field(min_length=3, max_length=500, description="why (kept in the record)")
+
+
+@router.post("/{hcp_id}/unmerge")
+def unmerge(
+    hcp_id: str, body: UnmergeRequest, container: Services, caller: Caller
+) -> dict[str, Any]:
+    """Split identifiers (and their events) off an HCP into a record of their own, for good."""
+    return container.profiles.unmerge(hcp_id, body.identifiers, body.reason, caller.name)
 
 
 @router.get("/{hcp_id}/timeline")

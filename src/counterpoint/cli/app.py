@@ -298,6 +298,22 @@ def hcp_show(
     _print_profile(profile)
 
 
+@hcp_app.command("unmerge")
+def hcp_unmerge(
+    hcp_id: Annotated[str, typer.Argument(help="The HCP id (hcp_…) holding both people.")],
+    identifier: Annotated[
+        list[str], typer.Option("--identifier", help="An identifier to split off (repeatable).")
+    ],
+    reason: Annotated[str, typer.Option(help="Why (kept in the merge record).")],
+) -> None:
+    """Split identifiers (and their events) off an HCP into a record of their own, for good."""
+    with container() as built:
+        built.projector.catch_up()
+        result = built.profiles.unmerge(hcp_id, identifier, reason, "cli")
+    console.print(f"kept:      {result['hcp']['id']}")
+    console.print(f"separated: {result['separated']['id']}")
+
+
 def _print_profile(p: dict[str, Any]) -> None:
     title = " ".join(str(x) for x in (p["title"], p["first_name"], p["last_name"]) if x) or p["id"]
     console.print(

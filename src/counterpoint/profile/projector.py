@@ -278,6 +278,23 @@ class ProfileProjector:
                 _log.exception("profile projector failed; will retry")
                 self._stop.wait(1.0)
 
+    def separate(self, keys: list[str], rest: list[str], reason: str, by: str) -> set[str]:
+        """A manual unmerge: ``keys`` and ``rest`` may never share a profile again.
+
+        Records the separation and re-resolves the component in the same transaction, under
+        the consumer's lock; returns the profiles it touched."""
+        now = self._clock.now()
+        with self._lock, self._sessions.begin() as session:
+            repo = ProfileRepository(session)
+            repo.add_separation(sorted(keys), sorted(rest), reason, by, now)
+            session.flush()
+            touched = self._resolve_components(repo, set(keys) | set(rest), {}, _Chunk(), now)
+            for merge_row in repo.splits_recorded_since(now):
+                merge_row.reason = reason
+                merge_row.by = by
+            self._refresh_attributes(repo, touched, now)
+        return touched
+
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Forget all derived state and replay the whole log."""
         with self._lock, self._sessions.begin() as session:

@@ -165,6 +165,12 @@ class ProfileRepository:
     def record_merge(self, row: dict[str, Any]) -> None:
         self.session.add(MergeRecord(**row))
 
+    def splits_recorded_since(self, at: dt.datetime) -> list[MergeRecord]:
+        """Splits recorded in this unit of work at or after ``at`` (pending rows included)."""
+        self.session.flush()
+        stmt = select(MergeRecord).where(MergeRecord.kind == "split", MergeRecord.at >= at)
+        return list(self.session.scalars(stmt))
+
     def merges_of(self, hcp_id: str) -> list[MergeRecord]:
         stmt = (
             select(MergeRecord)

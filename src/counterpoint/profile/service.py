@@ -219,6 +219,40 @@ class ProfileService:
         )
         return profile.id, self._log.timeline(query)
 
+    # --- unmerge --------------------------------------------------------------------
+    def unmerge(self, hcp_id: str, identifiers: list[str], reason: str, by: str) -> dict[str, Any]:
+        """Split ``identifiers`` off an HCP: they (and their events, attributes and engagement)
+        form their own record again, and resolution will never join the two groups."""
+        if len(reason.strip()) < 3:
+            raise ValidationFailedError(
+                "a reason is required for an unmerge",
+                field="reason",
+                fix="say why, e.g. 'two people'",
+            )
+        keys = sorted({parse_user_id(i, field="identifiers").key for i in identifiers})
+        with self._sessions() as session:
+            repo = ProfileRepository(session)
+            profile = self._live(repo, hcp_id)
+            held = repo.identities_of([profile.id]).get(profile.id, [])
+        strangers = [k for k in keys if k not in held]
+        if not keys or strangers:
+            raise ValidationFailedError(
+                f"{strangers[0] if strangers else 'nothing'} is not an identifier of {profile.id}",
+                field="identifiers",
+                fix="name identifiers the HCP holds (GET /api/v1/hcps/{id} lists them)",
+            )
+        rest = sorted(set(held) - set(keys))
+        if not rest:
+            raise ValidationFailedError(
+                "an unmerge must leave at least one identifier on the HCP",
+                field="identifiers",
+                fix="name only the identifiers that belong to the other person",
+            )
+        self._projector.separate(keys, rest, reason.strip(), by)
+        with self._sessions() as session:
+            now_of = ProfileRepository(session).profiles_of([rest[0], keys[0]])
+        return {"hcp": self.get_hcp(now_of[rest[0]]), "separated": self.get_hcp(now_of[keys[0]])}
+
     # --- imports --------------------------------------------------------------------
     def _validate_file(self, path: Path, kind: Kind, report: MasterDataReport) -> list[Any]:
         validate: Callable[..., Any]
