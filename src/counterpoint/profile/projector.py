@@ -612,35 +612,40 @@ class ProfileProjector:
         """Aggregate the chunk in DuckDB (in memory), then add the sums to the store.
 
         Daily counts are kept only for the last ``RETENTION_DAYS`` (the features look back
-        at most that far); "last" and content aggregates cover the whole history.
+        at most that far); "last" and content aggregates cover the whole history. For SQLite,
+        DuckDB formats times the way SQLite stores them, so Python converts nothing.
         """
         since = self._clock.now().date() - dt.timedelta(days=RETENTION_DAYS)
+        as_text = repo.session.get_bind().dialect.name == "sqlite"
+        day = "CAST(timezone('UTC', occurred_at) AS DATE)"
+        latest = "timezone('UTC', max(occurred_at))"
+        if as_text:
+            day_out = f"strftime({day}, '%Y-%m-%d')"
+            latest = f"strftime({latest}, '%Y-%m-%d %H:%M:%S.%f')"
+        else:
+            day_out = day
         con = self._duck
         con.register("chunk", table)
         try:
             days = con.execute(
-                "SELECT subject, CAST(timezone('UTC', occurred_at) AS DATE) AS day, channel, "
-                "action, coalesce(function, ?), count(*) FROM chunk "
-                "WHERE channel IS NOT NULL AND action IS NOT NULL "
-                "AND CAST(timezone('UTC', occurred_at) AS DATE) >= ? GROUP BY ALL",
+                f"SELECT subject, {day_out}, channel, action, coalesce(function, ?), count(*) "
+                "FROM chunk WHERE channel IS NOT NULL AND action IS NOT NULL "
+                f"AND {day} >= ? GROUP BY ALL",
                 [Function.COMMERCIAL.value, since],
             ).fetchall()
             last = con.execute(
-                "SELECT subject, channel, timezone('UTC', max(occurred_at)), "
-                "arg_max(action, occurred_at) "
+                f"SELECT subject, channel, {latest}, arg_max(action, occurred_at) "
                 "FROM chunk WHERE channel IS NOT NULL AND action IS NOT NULL GROUP BY ALL"
             ).fetchall()
             content = con.execute(
-                "SELECT subject, content_id, any_value(brand), count(*), "
-                "timezone('UTC', max(occurred_at)) "
+                f"SELECT subject, content_id, any_value(brand), count(*), {latest} "
                 "FROM chunk WHERE content_id IS NOT NULL AND list_contains(?, action) "
                 "GROUP BY ALL",
                 [_ENGAGEMENT],
             ).fetchall()
         finally:
             con.unregister("chunk")
-        repo.add_engagement(
-            days,
-            [(i, c, utc(at), a) for i, c, at, a in last],
-            [(i, c, b, n, utc(at)) for i, c, b, n, at in content],
-        )
+        if not as_text:
+            last = [(i, c, utc(t), a) for i, c, t, a in last]
+            content = [(i, c, b, n, utc(t)) for i, c, b, n, t in content]
+        repo.add_engagement(days, last, content)
