@@ -99,6 +99,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="API without in-process consumers"
+    )
     args = parser.parse_args()
     requests = 40 if args.tiny else args.requests
     repeats = 1 if args.tiny else args.repeats
@@ -115,7 +118,10 @@ def main() -> int:
         built = open_container(Settings(data_dir=data_dir))
         key = built.write_keys.create("bench (synthetic)")[1]
         built.close()
-        env = {"COUNTERPOINT_DATA_DIR": str(data_dir)}
+        env = {
+            "COUNTERPOINT_DATA_DIR": str(data_dir),
+            **({"COUNTERPOINT_RUN_CONSUMERS": "false"} if args.ingest_only else {}),
+        }
         for attempt in range(repeats):
             bodies = _bodies(requests, f"{attempt}")
             with uvicorn_server("bench.ingest_http:baseline_app", probe_path="/health") as port:

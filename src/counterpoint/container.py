@@ -49,8 +49,9 @@ class Container:
     def start_background(self) -> None:
         """Start the writer and the profile consumer (the API process does this)."""
         self.committer.start()
-        self.projector.start()
-        self.projector.wake()
+        if self.settings.run_consumers:
+            self.projector.start()
+            self.projector.wake()
 
     def close(self) -> None:
         self.committer.stop()

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     commit_window_ms: float = Field(
         2.0, ge=0, le=1000, description="How long the group committer gathers requests."
     )
+    run_consumers: bool = Field(
+        True,
+        description=(
+            "Whether an API process also applies the event log to profiles. Turn it off when "
+            "`counterpoint worker` processes do that (server deployment)."
+        ),
+    )
     extra_specialties: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Specialty codes accepted beside the built-in list, comma-separated.",

@@ -118,6 +118,23 @@ def serve(
 
 
 @app.command()
+def worker(
+    poll: Annotated[float, typer.Option(help="Seconds between looks at the log.")] = 0.2,
+) -> None:
+    """Apply the event log to profiles continuously (for API processes run without consumers)."""
+    import time
+
+    with container() as built:
+        console.print("applying the event log; stop with Ctrl-C")
+        try:
+            while True:
+                if not built.projector.catch_up():
+                    time.sleep(poll)
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+@app.command()
 def demo(
     hcps: Annotated[int, typer.Option(help="Synthetic HCPs to generate.")] = 500,
     weeks: Annotated[int, typer.Option(help="Weeks of synthetic history.")] = 12,
