@@ -99,6 +99,16 @@ class EventLog(Protocol):
         """
         ...
 
+    def append_arrow(
+        self,
+        incoming: pa.Table,
+        quarantine: Sequence[QuarantineEntry] = (),
+        *,
+        report_ids: bool = False,
+    ) -> AppendResult:
+        """``append`` for rows already in the log's Arrow schema (the bulk path)."""
+        ...
+
     def head(self) -> int:
         """The highest sequence number stored (0 for an empty log)."""
         ...

@@ -21,6 +21,7 @@ from counterpoint.errors import (
     PayloadTooLargeError,
     ValidationFailedError,
 )
+from counterpoint.event.bulk import convert_chunk, convert_rows
 from counterpoint.event.canonical import LogEvent
 from counterpoint.event.committer import GroupCommitter
 from counterpoint.event.keys import KeyInfo, WriteKeys
@@ -282,24 +283,36 @@ class IngestService:
                     fix=header[0].fix,
                 )
             now = self._clock.now()
-            events: list[LogEvent] = []
-            quarantine: list[QuarantineEntry] = []
-            for number, row in chunk.numbered():
-                mapped = validate_event_row(
-                    row, row_number=number, file=path.name, source=source, received_at=now
+            if chunk.table is not None:
+                valid, invalid = convert_chunk(
+                    chunk.table,
+                    file=path.name,
+                    source=source,
+                    received_at=now,
+                    first_row_number=chunk.first_row_number,
+                    row_numbers=chunk.row_numbers,
                 )
-                if isinstance(mapped, LogEvent):
-                    events.append(mapped)
-                else:
-                    report.errors.extend(mapped[:3])
-                    quarantine.append(_row_quarantine(row, mapped, source, now))
+            else:
+                valid, invalid = convert_rows(
+                    chunk.rows,
+                    chunk.columns,
+                    file=path.name,
+                    source=source,
+                    received_at=now,
+                    first_row_number=chunk.first_row_number,
+                    row_numbers=chunk.row_numbers,
+                )
+            quarantine: list[QuarantineEntry] = []
+            for _, row, errors in invalid:
+                report.errors.extend(errors[:3])
+                quarantine.append(_row_quarantine(row, errors, source, now))
             for number, text in chunk.bad_lines:
                 error = RowError(
                     path.name, number, "line", text[:200], "not a JSON object", "fix the line"
                 )
                 report.errors.append(error)
                 quarantine.append(_row_quarantine({"line": text}, [error], source, now))
-            result = self._log.append(events, quarantine)
+            result = self._log.append_arrow(valid, quarantine)
             report.rows += len(chunk.rows) + len(chunk.bad_lines)
             report.accepted += result.accepted
             report.duplicates += result.duplicates
