@@ -313,12 +313,12 @@ class IngestService:
                 report.errors.append(error)
                 quarantine.append(_row_quarantine({"line": text}, [error], source, now))
             result = self._log.append_arrow(valid, quarantine)
-            report.rows += len(chunk.rows) + len(chunk.bad_lines)
+            report.rows += chunk.size + len(chunk.bad_lines)
             report.accepted += result.accepted
             report.duplicates += result.duplicates
             report.quarantined += result.quarantined
             if progress is not None:
-                progress(len(chunk.rows) + len(chunk.bad_lines))
+                progress(chunk.size + len(chunk.bad_lines))
         return report
 
     # --- quarantine -----------------------------------------------------------------

@@ -59,7 +59,8 @@ class Chunk:
 
     columns: list[str]
     """The file's columns (NDJSON: the keys seen in this chunk, in first-seen order)."""
-    rows: list[dict[str, object]]
+    loaded: list[dict[str, object]] | None
+    """The rows as dicts; ``None`` until first asked for when ``table`` holds them."""
     first_row_number: int
     """The row number of ``rows[0]`` (of the next row when ``rows`` is empty)."""
     table: pa.Table | None = None
@@ -69,6 +70,20 @@ class Chunk:
     row_numbers: list[int] | None = None
     """The number of each row when they are not consecutive (blank or bad lines between them);
     ``None`` when ``rows[i]`` is row ``first_row_number + i``. Prefer ``numbered()``."""
+
+    @property
+    def rows(self) -> list[dict[str, object]]:
+        """The rows as dicts (built from ``table`` on first use: columnar readers skip it)."""
+        if self.loaded is None:
+            self.loaded = _python_rows(self.table) if self.table is not None else []
+        return self.loaded
+
+    @property
+    def size(self) -> int:
+        """How many rows the chunk holds (without building them)."""
+        if self.loaded is None and self.table is not None:
+            return int(self.table.num_rows)
+        return len(self.rows)
 
     def numbered(self) -> Iterator[tuple[int, dict[str, object]]]:
         """Each row with its row number."""
@@ -175,7 +190,7 @@ def _parquet_chunks(path: Path, parquet: pq.ParquetFile, chunk_rows: int) -> Ite
     number = 1
     try:
         for table in _rechunk(parquet.iter_batches(batch_size=chunk_rows), schema, chunk_rows):
-            yield Chunk(columns, _python_rows(table), number, table=table)
+            yield Chunk(columns, None, number, table=table)
             number += table.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise _unreadable(path, f"not a readable Parquet file ({exc})", _PARQUET_FIX) from None
