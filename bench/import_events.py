@@ -197,6 +197,22 @@ def write_ndjson(market: Path, target: Path) -> int:
     return int(row[0]) if row else 0
 
 
+def write_parquet(market: Path, target: Path) -> int:
+    """Concatenate the event parts into one Parquet file (typed columns); returns the rows."""
+    parts = sorted((market / "events").glob("part-*.parquet"))
+    _check(bool(parts), f"the generator wrote no event parts in {market / 'events'}")
+    files = "[" + ", ".join(_sql_string(p) for p in parts) + "]"
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = true")
+        row = con.execute(
+            f"COPY (SELECT * FROM read_parquet({files})) TO {_sql_string(target)} (FORMAT parquet)"
+        ).fetchone()
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
 def count_lines(path: Path) -> int:
     lines = 0
     with path.open("rb") as handle:
@@ -283,17 +299,19 @@ def check_import(figures: ImportFigures, rows: int, summary: MarketSummary) -> N
         )
 
 
-def duckdb_baseline(ndjson: Path, scratch: Path) -> tuple[float, int]:
-    """Seconds DuckDB takes to load the same NDJSON file into a table of a fresh file."""
+def duckdb_baseline(source: Path, scratch: Path) -> tuple[float, int]:
+    """Seconds DuckDB takes to load the same file into a table of a fresh file."""
+    reader = (
+        f"read_parquet({_sql_string(source)})"
+        if source.suffix == ".parquet"
+        else f"read_json({_sql_string(source)}, format = 'newline_delimited')"
+    )
     path = scratch / "baseline.duckdb"
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path))
     try:
         started = time.perf_counter()
-        con.execute(
-            "CREATE TABLE t AS SELECT * FROM "
-            f"read_json({_sql_string(ndjson)}, format = 'newline_delimited')"
-        )
+        con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}")
         seconds = time.perf_counter() - started
         row = con.execute("SELECT count(*) FROM t").fetchone()
     finally:
@@ -429,17 +447,17 @@ def freshness(container: Container, hcp_ids: list[str]) -> list[float]:
 
 
 def _import_results(
-    figures: ImportFigures, summary: MarketSummary, base_s: float, label: str
+    figures: ImportFigures, summary: MarketSummary, base_s: float, label: str, kind: str
 ) -> list[Result]:
     rows = summary.events
     injected_invalid = sum(summary.invalid.values())
     rate = figures.rows / figures.total_s
     return [
         Result(
-            f"event import NDJSON → log + profiles ({label})",
+            f"event import {kind} → log + profiles ({label})",
             rate,
             "events/s",
-            "DuckDB read_json → table",
+            "DuckDB read_parquet → table" if kind == "Parquet" else "DuckDB read_json → table",
             rows / base_s,
             extra={
                 "higher": "better",
@@ -517,7 +535,9 @@ def _freshness_result(fresh: list[float]) -> Result:
     )
 
 
-def run(plan: Plan, seed: int, scratch: Path) -> tuple[list[Result], dict[str, Any]]:
+def run(
+    plan: Plan, seed: int, scratch: Path, kind: str = "NDJSON"
+) -> tuple[list[Result], dict[str, Any]]:
     """Setup, then every measurement; each figure is printed as soon as it is known."""
     rng = random.Random(seed)
     info: dict[str, Any] = {"data": "synthetic market (counterpoint.simulate.market)"}
@@ -531,12 +551,16 @@ def run(plan: Plan, seed: int, scratch: Path) -> tuple[list[Result], dict[str, A
     began = time.perf_counter()
     market = scratch / "market"
     summary = generate(market, plan.events, seed)
-    ndjson = scratch / "events.ndjson"
-    written = write_ndjson(market, ndjson)
-    lines = count_lines(ndjson)
+    if kind == "Parquet":
+        ndjson = scratch / "events.parquet"
+        written = lines = write_parquet(market, ndjson)
+    else:
+        ndjson = scratch / "events.ndjson"
+        written = write_ndjson(market, ndjson)
+        lines = count_lines(ndjson)
     _check(
         written == summary.events == lines,
-        f"NDJSON rows: COPY wrote {written:,}, {lines:,} lines, generator {summary.events:,}",
+        f"{kind} rows: COPY wrote {written:,}, {lines:,} rows, generator {summary.events:,}",
     )
     hcps = summary.files.get("hcps.parquet", 0)
     label = f"synthetic market, {written:,} rows"
@@ -578,8 +602,8 @@ def run(plan: Plan, seed: int, scratch: Path) -> tuple[list[Result], dict[str, A
         )
         _check(ndjson.is_file(), f"{ndjson} vanished (was the scratch directory removed?)")
         base_s, base_rows = duckdb_baseline(ndjson, scratch)
-        _check(base_rows == written, f"DuckDB read_json loaded {base_rows:,} of {written:,}")
-        report(*_import_results(figures, summary, base_s, label))
+        _check(base_rows == written, f"DuckDB loaded {base_rows:,} of {written:,}")
+        report(*_import_results(figures, summary, base_s, label, kind))
 
         ids = live_hcp_ids(container)
         _check(len(ids) >= min(hcps, 10), f"only {len(ids)} live master-data HCPs")
@@ -616,6 +640,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="market and sampling seed")
     parser.add_argument(
+        "--input",
+        choices=["ndjson", "parquet"],
+        default="ndjson",
+        help="the file format imported (baseline: DuckDB's own reader of the same file)",
+    )
+    parser.add_argument(
         "--scratch-dir",
         type=Path,
         default=Path.cwd(),
@@ -635,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     scratch = Path(tempfile.mkdtemp(prefix=".bench-import-events-", dir=args.scratch_dir))
     try:
-        results, info = run(plan, args.seed, scratch)
+        kind = "Parquet" if args.input == "parquet" else "NDJSON"
+        results, info = run(plan, args.seed, scratch, kind)
     except PipelineError as exc:
         print(f"PIPELINE FAILURE: {exc}", file=sys.stderr, flush=True)
         return 1
