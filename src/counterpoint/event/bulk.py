@@ -13,13 +13,17 @@ How the rules are applied:
   ``YYYY-MM-DD[T ]hh:mm:ss[.f{1,6}](Z|±hh:mm)`` and Parquet timestamps, and ``properties``
   JSON text that ``json.dumps`` would write back unchanged (compact, no duplicate keys, no
   ``\\u`` escapes, integers and short plain decimals only, at most one level of arrays).
-* Everything else is decided by the per-row validator's own field rules (``_Fields`` of
-  event/rows.py), called once per *distinct* value of a column (user ids, anonymous ids,
-  codes, markets, booleans, odd timestamps, other JSON), or once per row for values that
-  cannot be hashed (dict ``properties`` of NDJSON, Parquet structs).
+  Distinct user and anonymous ids of the common ASCII forms (NPI with its check digit,
+  e-mail, CRM, national, anonymous tokens) get their canonical key column-wise too.
+* Everything else is decided by the per-row validator's own field rules (``_Fields`` and
+  the cached identifier parsers of event/rows.py), called once per *distinct* value of a
+  column (phone numbers and other ids, codes, markets, booleans, odd timestamps, other
+  JSON), or once per row for values that cannot be hashed (dict ``properties`` of NDJSON,
+  Parquet structs).
 * Rows found invalid are passed to ``validate_event_row`` itself, so their errors are exactly
-  the existing ones. Should it accept such a row (which would be a bug here, and is logged),
-  its event is kept, in file order.
+  the existing ones. Should it accept such a row (a bug here, logged as a warning; or a text
+  with a lone surrogate from Python rows, which the log's Arrow form cannot hold), its event
+  is kept, in file order, through ``events_to_arrow``.
 """
 
 from __future__ import annotations

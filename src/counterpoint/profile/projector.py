@@ -425,7 +425,7 @@ class ProfileProjector:
         ranks = repo.ranks(set(current.values()))
         assignments: list[Assignment] = []
         for group, evidence in _split_components(observations):
-            mine = {k: p for k, p in current.items() if k in group}
+            mine = {k: current[k] for k in group if k in current}
             resolution = resolve(
                 evidence,
                 self._policy,
@@ -556,8 +556,8 @@ class ProfileProjector:
         ]
         repo.set_identities(changed)
         merges = [m for a in assignments for m in a.merges]
+        repo.mark_merged([(m.absorbed, m.survivor) for m in merges], now)
         for merge in merges:
-            repo.mark_merged(merge.absorbed, merge.survivor, now)
             repo.record_merge(
                 {
                     "kind": "merge",

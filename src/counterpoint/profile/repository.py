@@ -150,10 +150,13 @@ class ProfileRepository:
             found.update(self.session.scalars(select(Hcp.id).where(Hcp.id.in_(batch))))
         return found
 
-    def mark_merged(self, absorbed: str, survivor: str, at: dt.datetime) -> None:
-        self.session.execute(
-            update(Hcp).where(Hcp.id == absorbed).values(merged_into=survivor, updated_at=at)
-        )
+    def mark_merged(self, pairs: Sequence[tuple[str, str]], at: dt.datetime) -> None:
+        """(absorbed, survivor) pairs: each absorbed profile now points at its survivor."""
+        if pairs:
+            self.session.execute(
+                update(Hcp),
+                [{"id": a, "merged_into": s, "updated_at": at} for a, s in pairs],
+            )
 
     def update_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
@@ -325,13 +328,16 @@ class ProfileRepository:
 
     def attribute_values(self, keys: Iterable[str]) -> dict[str, list[AttributeValue]]:
         found: dict[str, list[AttributeValue]] = {}
+        t = AttributeObservation.__table__
         for batch in _batches(keys):
-            rows = self.session.scalars(
-                select(AttributeObservation).where(AttributeObservation.identifier.in_(batch))
+            rows = self.session.execute(
+                select(
+                    t.c.identifier, t.c.name, t.c.value, t.c.observed_at, t.c.seq, t.c.source
+                ).where(t.c.identifier.in_(batch))
             )
-            for r in rows:
-                found.setdefault(r.identifier, []).append(
-                    AttributeValue(r.name, r.value, r.observed_at, r.seq, r.source)
+            for identifier, name, value, at, seq, source in rows:
+                found.setdefault(identifier, []).append(
+                    AttributeValue(name, value, at, seq, source)
                 )
         return found
 
