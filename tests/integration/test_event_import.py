@@ -50,3 +50,19 @@ def test_parquet_import_matches_csv(container: Container, tmp_path: Path) -> Non
     assert sorted({e.row for e in report.errors}) == [4, 18]
     again = container.ingest.import_file(path)
     assert (again.accepted, again.duplicates) == (0, 24)
+
+
+def test_a_lone_surrogate_refuses_its_row_not_the_import(
+    container: Container, tmp_path: Path
+) -> None:
+    good = '{"message_id": "ok", "user_id": "npi:1234567893", "channel": "f2f_call", '
+    good += '"action": "call_completed", "timestamp": "2026-11-20T09:00:00Z"}'
+    lone = good.replace('"ok"', '"bad\\ud800"')
+    inside = good.replace('"ok"', '"props"').replace(
+        '"timestamp"', '"properties": "{\\"note\\": \\"x\\\\ud800\\"}", "timestamp"'
+    )
+    path = tmp_path / "calls.ndjson"
+    path.write_text("\n".join([good, lone, inside]) + "\n")
+    report = container.ingest.import_file(path)
+    assert (report.rows, report.accepted, report.quarantined) == (3, 1, 2)
+    assert container.log.count() == 1

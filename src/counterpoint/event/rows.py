@@ -23,6 +23,7 @@ from counterpoint.event.canonical import (
     Function,
     LogEvent,
 )
+from counterpoint.kit.files import encodable
 from counterpoint.profile.identifiers import parse_identifier, parse_user_id
 from counterpoint.profile.records import RowError
 from counterpoint.profile.validation import (
@@ -215,6 +216,8 @@ def _properties(value: object) -> dict[str, Any]:
         except (ValueError, RecursionError):
             raise _RefusedError("is not valid JSON", _PROPERTIES_FIX) from None
         if isinstance(parsed, dict):
+            if "\\ud" in value.lower() and not encodable(parsed):
+                raise _RefusedError("has a \\u escape that is half of a character", _PROPERTIES_FIX)
             return parsed
     raise _RefusedError("is not a JSON object", _PROPERTIES_FIX)
 

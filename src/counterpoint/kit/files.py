@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from counterpoint.errors import ValidationFailedError
 
-__all__ = ["Chunk", "FileFormat", "count_rows", "detect_format", "read_chunks"]
+__all__ = ["Chunk", "FileFormat", "count_rows", "detect_format", "encodable", "read_chunks"]
 
 FileFormat = Literal["csv", "parquet", "ndjson"]
 
@@ -458,4 +458,15 @@ def _json_line(line: bytes) -> tuple[dict[str, object] | None, str]:
         return None, "is nested too deeply"
     if not isinstance(value, dict):
         return None, f"is a JSON {type(value).__name__}, not an object"
+    if b"\\ud" in line.lower() and not encodable(value):
+        return None, "has a \\u escape that is half of a character (a lone surrogate)"
     return value, ""
+
+
+def encodable(value: object) -> bool:
+    """Whether every string in a decoded JSON value is valid Unicode (no lone surrogates)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
