@@ -77,7 +77,7 @@ def _partition(groups: list[set[str]]) -> set[frozenset[str]]:
     return {frozenset(g) for g in groups if g}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stream=st.lists(observation, min_size=1, max_size=12),
     cuts=st.lists(st.integers(min_value=1, max_value=5), min_size=1, max_size=12),
@@ -118,3 +118,82 @@ def test_incremental_projection_equals_full_resolution(
             )
         finally:
             built.close()
+
+
+def _visit(n: int, anon: str, hours_ago: int) -> LogEvent:
+    at = NOW - dt.timedelta(hours=hours_ago)
+    return LogEvent(
+        message_id=f"v-{n}",
+        kind=EventKind.PAGE,
+        subject=f"anon:{anon}",
+        occurred_at=at,
+        received_at=at,
+        source="test",
+    )
+
+
+def _link(n: int, hours_ago: int) -> LogEvent:
+    at = NOW - dt.timedelta(hours=hours_ago)
+    return LogEvent(
+        message_id=f"l-{n}",
+        kind=EventKind.IDENTIFY,
+        subject=f"npi:{NPIS[0]}",
+        occurred_at=at,
+        received_at=at,
+        source="test",
+        anonymous_id="tab",
+        payload={"traits": {}},
+    )
+
+
+def _survivor_after(first: LogEvent, second: LogEvent) -> tuple[str, str, str]:
+    """Apply first, then second (each in its own chunk, the clock moving), then the link."""
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = FixedClock(NOW)
+        built = open_container(Settings(data_dir=Path(tmp)), clock=clock)
+        try:
+            ids = []
+            for event in (first, second):
+                built.log.append([event])
+                built.projector.catch_up()
+                ids.append(built.profiles.get_by_identifier(event.subject)["id"])
+                clock.advance(dt.timedelta(minutes=1))
+            built.log.append([_link(9, 1)])
+            built.projector.catch_up()
+            survivor = built.profiles.get_by_identifier(f"npi:{NPIS[0]}")["id"]
+            assert built.profiles.get_by_identifier("anon:tab")["id"] == survivor
+            return ids[0], ids[1], survivor
+        finally:
+            built.close()
+
+
+def test_an_older_hcp_absorbs_a_new_visitor() -> None:
+    hcp, _visitor, survivor = _survivor_after(
+        LogEvent(
+            message_id="npi-first",
+            kind=EventKind.IDENTIFY,
+            subject=f"npi:{NPIS[0]}",
+            occurred_at=NOW - dt.timedelta(hours=5),
+            received_at=NOW - dt.timedelta(hours=5),
+            source="test",
+            payload={"traits": {}},
+        ),
+        _visit(1, "tab", 3),
+    )
+    assert survivor == hcp
+
+
+def test_an_older_visitor_keeps_its_profile_as_full_resolution_decides() -> None:
+    visitor, _hcp, survivor = _survivor_after(
+        _visit(1, "tab", 5),
+        LogEvent(
+            message_id="npi-later",
+            kind=EventKind.IDENTIFY,
+            subject=f"npi:{NPIS[0]}",
+            occurred_at=NOW - dt.timedelta(hours=3),
+            received_at=NOW - dt.timedelta(hours=3),
+            source="test",
+            payload={"traits": {}},
+        ),
+    )
+    assert survivor == visitor

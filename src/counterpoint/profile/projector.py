@@ -453,36 +453,52 @@ class ProfileProjector:
         handled: set[str],
         now: dt.datetime,
     ) -> set[str]:
-        """New identifiers observed with one existing profile's identifiers join that profile.
+        """New identifiers observed with one existing profile's identifiers join that profile;
+        so do anonymous visitors never linked before (their profile merges into it).
 
-        Exactly what full resolution would decide, as long as no guard can bind: the new
-        identifiers appear nowhere else, no identifier of the observation is blocked or named
-        by a separation (the caller passes only such observations), and the profile stays within the
-        per-type limits and keeps a single NPI. Any other case is left to full resolution.
+        Exactly what full resolution would decide, as long as no guard can bind: the joining
+        identifiers appear in no other evidence, no identifier of the observation is blocked or
+        named by a separation (the caller passes only such observations), the profile stays
+        within the per-type limits with a single NPI, and it outranks every visitor profile it
+        absorbs (master data, then age). Any other case is left to full resolution.
         """
-        candidates: list[tuple[str, str, list[str]]] = []
-        for fingerprint, keys, *_ in ordered:
-            if done.issuperset(keys):
-                continue
-            profiles = {known[k] for k in keys if k in known}
-            new = [k for k in keys if k not in known]
-            blocked = any(self._policy.blocked_reason(to_identifier(k)) for k in keys)
-            if len(profiles) == 1 and new and not blocked and all(uses[k] == 1 for k in new):
-                candidates.append((fingerprint, profiles.pop(), new))
+        pending = [
+            (f, keys)
+            for f, keys, *_ in ordered
+            if not done.issuperset(keys)
+            and not any(self._policy.blocked_reason(to_identifier(k)) for k in keys)
+        ]
+        anon = {k for _, keys in pending for k in keys if k in known and k.startswith("anon:")}
+        stored = repo.observation_counts(anon)
+        held = repo.identities_of({known[k] for _, keys in pending for k in keys if k in known})
+        fresh = {k for k in anon if uses[k] == 1 and stored[k] == 1 and held.get(known[k]) == [k]}
+        candidates: list[tuple[str, str, list[str], list[str]]] = []
+        for fingerprint, keys in pending:
+            joining = [k for k in keys if k not in known or k in fresh]
+            profiles = {known[k] for k in keys if k in known and k not in fresh}
+            absorbed = sorted({known[k] for k in joining if k in fresh})
+            if len(profiles) == 1 and joining and all(uses[k] == 1 for k in joining):
+                candidates.append((fingerprint, profiles.pop(), joining, absorbed))
         if not candidates:
             return set()
-        held = repo.identities_of({p for _, p, _ in candidates})
+        ranks = repo.ranks({p for _, p, _, a in candidates for p in [p, *a]})
         attached: list[dict[str, Any]] = []
+        merged: list[tuple[str, str, list[str]]] = []
         touched: set[str] = set()
-        for fingerprint, profile, new in candidates:
+        for fingerprint, profile, joining, absorbed in candidates:
             keys = held.get(profile, [])
-            if not self._may_attach(keys, new):
+            first = ranks[profile].sort_key()
+            if not self._may_attach(keys, joining) or any(
+                ranks[a].sort_key() <= first for a in absorbed
+            ):
                 continue
-            held[profile] = keys + new
+            held[profile] = keys + joining
             touched.add(profile)
-            done.update(new)
+            done.update(joining)
             handled.add(fingerprint)
-            for key in new:
+            for key in joining:
+                if key in fresh:
+                    merged.append((known[key], profile, [key]))
                 known[key] = profile
                 attached.append(
                     {
@@ -493,7 +509,20 @@ class ProfileProjector:
                     }
                 )
         repo.set_identities(attached)
-        return touched
+        repo.mark_merged([(a, p) for a, p, _ in merged], now)
+        for absorbed_id, survivor, moved in merged:
+            repo.record_merge(
+                {
+                    "kind": "merge",
+                    "survivor": survivor,
+                    "other": absorbed_id,
+                    "identifiers": moved,
+                    "reason": "identity resolution",
+                    "at": now,
+                    "by": "system",
+                }
+            )
+        return touched | {a for a, _, _ in merged}
 
     def _may_attach(self, held: list[str], new: list[str]) -> bool:
         counts = Counter(k.partition(":")[0] for k in held + new)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from counterpoint.kit.db import fast_upsert, upsert
@@ -259,6 +260,19 @@ class ProfileRepository:
                 for ids, at, seq, source in rows
             )
         return keys, observations
+
+    def observation_counts(self, keys: Iterable[str]) -> Counter[str]:
+        """How many stored observations name each key."""
+        counts: Counter[str] = Counter()
+        member = IdentityObservationMember.__table__
+        for batch in _batches(keys):
+            rows = self.session.execute(
+                select(member.c.identifier, func.count())
+                .where(member.c.identifier.in_(batch))
+                .group_by(member.c.identifier)
+            )
+            counts.update({k: int(n) for k, n in rows})
+        return counts
 
     def separated(self, keys: Iterable[str]) -> set[str]:
         """The keys that some separation (manual unmerge) names."""
