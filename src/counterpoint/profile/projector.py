@@ -97,6 +97,22 @@ def _renamed(assignment: Assignment, renames: dict[str, str]) -> Assignment:
     )
 
 
+def _maximal(
+    observations: list[tuple[str, list[str], dt.datetime, int, str]],
+) -> list[tuple[str, list[str], dt.datetime, int, str]]:
+    """The observations whose identifiers are not a strict subset of another's in the list."""
+    containing: dict[str, list[frozenset[str]]] = {}
+    sets = [frozenset(o[1]) for o in observations]
+    for key_set in sets:
+        for key in key_set:
+            containing.setdefault(key, []).append(key_set)
+    return [
+        o
+        for o, key_set in zip(observations, sets, strict=True)
+        if not any(key_set < other for other in containing[next(iter(key_set))])
+    ]
+
+
 def _split_components(
     observations: list[Observation],
 ) -> list[tuple[set[str], list[Observation]]]:
@@ -375,13 +391,23 @@ class ProfileProjector:
         """Re-resolve every identity component this chunk's observations touch.
 
         An observation whose identifiers are all new and seen nowhere else in the chunk is its
-        own component: it is resolved in memory and applied in bulk with its like. Every other
-        observation loads its whole component (evidence and separations) from the store.
+        own component: it is resolved in memory and applied in bulk with its like; identifiers
+        joining one existing profile attach to it (``_attach_new``). Every other observation
+        loads its whole component (evidence and separations) from the store.
         """
-        uses = Counter(k for _, keys, *_ in chunk.observations for k in keys)
-        ordered = sorted(chunk.observations, key=lambda o: o[3])
+        # The same identifiers seen together again (every later visit of an identified user)
+        # is the same evidence: it links nothing new, so each set is considered once.
+        ordered = []
+        seen_sets: set[frozenset[str]] = set()
+        for observation in sorted(chunk.observations, key=lambda o: o[3]):
+            key_set = frozenset(observation[1])
+            if key_set not in seen_sets:
+                seen_sets.add(key_set)
+                ordered.append(observation)
+        maximal = _maximal(ordered)
+        uses = Counter(k for _, keys, *_ in maximal for k in keys)
         separated = repo.separated(uses)
-        simple = [o for o in ordered if separated.isdisjoint(o[1])]
+        simple = [o for o in maximal if separated.isdisjoint(o[1])]
         alone = [o for o in simple if all(k not in known and uses[k] == 1 for k in o[1])]
         fresh = [
             assign_profiles(
@@ -400,15 +426,34 @@ class ProfileProjector:
         done: set[str] = {k for o in alone for k in o[1]}
         handled: set[str] = set()
         touched |= self._attach_new(repo, simple, known, uses, done, handled, now)
+        settled = self._settled(repo, ordered, known)
         seeds = {
             k
             for f, keys, *_ in ordered
-            if f not in handled and not done.issuperset(keys)
+            if f not in handled and f not in settled and not done.issuperset(keys)
             for k in keys
         }
         if seeds:
             touched |= self._resolve_components(repo, seeds, known, chunk, now)
         return touched
+
+    def _settled(
+        self,
+        repo: ProfileRepository,
+        ordered: list[tuple[str, list[str], dt.datetime, int, str]],
+        known: dict[str, str],
+    ) -> set[str]:
+        """Observations that link nothing new: every identifier already belongs to one profile,
+        which is within the limits, and none is blocked (full resolution would keep it so)."""
+        together = {
+            f: known[keys[0]]
+            for f, keys, *_ in ordered
+            if all(k in known for k in keys)
+            and len({known[k] for k in keys}) == 1
+            and not any(self._policy.blocked_reason(to_identifier(k)) for k in keys)
+        }
+        held = repo.identities_of(set(together.values()))
+        return {f for f, p in together.items() if self._may_attach(held.get(p, []), [])}
 
     def _resolve_components(
         self,
