@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from counterpoint.container import Container
+from counterpoint.kit.files import read_chunks
 
 HEADER = ["message_id", "user_id", "channel", "action", "timestamp", "brand"]
 
@@ -66,3 +68,23 @@ def test_a_lone_surrogate_refuses_its_row_not_the_import(
     report = container.ingest.import_file(path)
     assert (report.rows, report.accepted, report.quarantined) == (3, 1, 2)
     assert container.log.count() == 1
+
+
+def test_ndjson_read_columnar_or_by_line_gives_the_same_result(
+    container: Container, tmp_path: Path
+) -> None:
+    rows = _rows()
+    lines = [json.dumps(dict(zip(HEADER, r, strict=True))) for r in rows]
+    plain = tmp_path / "plain.ndjson"
+    plain.write_text("\n".join(lines) + "\n")
+    first = container.ingest.import_file(plain, chunk_rows=7)
+    # a blank line sends the same content through the line-by-line reader
+    gappy = tmp_path / "gappy.ndjson"
+    gappy.write_text("\n".join([*lines[:10], "", *lines[10:]]) + "\n")
+    second = container.ingest.import_file(gappy, chunk_rows=7)
+    assert all(c.table is not None for c in read_chunks(plain, chunk_rows=7))
+    assert all(c.table is None for c in read_chunks(gappy, chunk_rows=7))
+    assert (first.accepted, first.duplicates, first.quarantined) == (23, 1, 2)
+    assert (second.accepted, second.duplicates, second.quarantined) == (0, 24, 2)
+    assert sorted({e.row for e in first.errors}) == [4, 18]
+    assert sorted({e.row for e in second.errors}) == [4, 19]
