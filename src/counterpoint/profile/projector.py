@@ -79,6 +79,21 @@ class _Chunk:
     synthetic: dict[str, bool] = field(default_factory=dict)
 
 
+def _merge_row(
+    kind: str, survivor: str, other: str, identifiers: list[str], now: dt.datetime
+) -> dict[str, Any]:
+    """A merge or split decided by identity resolution, for the merge record."""
+    return {
+        "kind": kind,
+        "survivor": survivor,
+        "other": other,
+        "identifiers": identifiers,
+        "reason": "identity resolution",
+        "at": now,
+        "by": "system",
+    }
+
+
 def _renamed(assignment: Assignment, renames: dict[str, str]) -> Assignment:
     def name(profile: str) -> str:
         return renames.get(profile, profile)
@@ -556,17 +571,7 @@ class ProfileProjector:
         repo.set_identities(attached)
         repo.mark_merged([(a, p) for a, p, _ in merged], now)
         for absorbed_id, survivor, moved in merged:
-            repo.record_merge(
-                {
-                    "kind": "merge",
-                    "survivor": survivor,
-                    "other": absorbed_id,
-                    "identifiers": moved,
-                    "reason": "identity resolution",
-                    "at": now,
-                    "by": "system",
-                }
-            )
+            repo.record_merge(_merge_row("merge", survivor, absorbed_id, moved, now))
         return touched | {a for a, _, _ in merged}
 
     def _may_attach(self, held: list[str], new: list[str]) -> bool:
@@ -633,27 +638,23 @@ class ProfileProjector:
         repo.mark_merged([(m.absorbed, m.survivor) for m in merges], now)
         for merge in merges:
             repo.record_merge(
-                {
-                    "kind": "merge",
-                    "survivor": merge.survivor,
-                    "other": merge.absorbed,
-                    "identifiers": sorted(i.key for i in merge.identifiers_moved),
-                    "reason": "identity resolution",
-                    "at": now,
-                    "by": "system",
-                }
+                _merge_row(
+                    "merge",
+                    merge.survivor,
+                    merge.absorbed,
+                    sorted(i.key for i in merge.identifiers_moved),
+                    now,
+                )
             )
         for split in (sp for a in assignments for sp in a.splits):
             repo.record_merge(
-                {
-                    "kind": "split",
-                    "survivor": split.source,
-                    "other": split.new_profile,
-                    "identifiers": sorted(i.key for i in split.identifiers_moved),
-                    "reason": "identity resolution",
-                    "at": now,
-                    "by": "system",
-                }
+                _merge_row(
+                    "split",
+                    split.source,
+                    split.new_profile,
+                    sorted(i.key for i in split.identifiers_moved),
+                    now,
+                )
             )
         return set(by_profile) | {m.absorbed for m in merges}
 
