@@ -33,7 +33,7 @@ from counterpoint.event.log import (
     QuarantineStatus,
 )
 from counterpoint.event.rows import check_event_columns, validate_event_row
-from counterpoint.event.segment import BatchContext, Rejection, map_message
+from counterpoint.event.segment import BatchContext, Rejection, map_message, parse_timestamp
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.files import read_chunks
 from counterpoint.profile.records import RowError
@@ -106,13 +106,13 @@ def _basic_user(authorization: str | None) -> str | None:
 
 
 def _parse_time(value: str | None) -> dt.datetime | None:
+    """The batch-level ``sentAt``; an unreadable one is ignored (no skew correction)."""
     if value is None:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_timestamp(value, "sentAt")
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 class IngestService:

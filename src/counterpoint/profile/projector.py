@@ -156,7 +156,7 @@ def _split_components(
 
 
 def _fingerprint(keys: list[str], seq: int, source: str) -> str:
-    return hashlib.sha1(f"{seq}|{source}|{'|'.join(keys)}".encode()).hexdigest()  # noqa: S324
+    return hashlib.sha256(f"{seq}|{source}|{'|'.join(keys)}".encode()).hexdigest()
 
 
 def _read_chunk(table: pa.Table) -> _Chunk:
