@@ -11,16 +11,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from counterpoint.api.app import create_app
 from counterpoint.container import Container, open_container
 from counterpoint.kit.clock import FixedClock
+from counterpoint.policy.audit import Actor
 from counterpoint.settings import Settings
 
 PG_URL = os.environ.get("COUNTERPOINT_TEST_DATABASE_URL")
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+TEST_ACTOR = Actor("tests", "admin", "tests")
 
 
 def _worker_database(worker: str) -> str:
@@ -113,6 +116,13 @@ def basic(write_key: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+def bearer_for(container: Container, name: str, role: str, **scopes: list[str]) -> dict[str, str]:
+    """A user with ``role`` and ``scopes`` (markets, brands, territories), and its header."""
+    container.users.create(name, role, TEST_ACTOR, **scopes)
+    return {"Authorization": f"Bearer {container.tokens.create(name, TEST_ACTOR)[1]}"}
+
+
 @pytest.fixture
 def bearer(container: Container) -> dict[str, str]:
-    return {"Authorization": f"Bearer {container.tokens.create('tests')[1]}"}
+    """An administrator's token."""
+    return bearer_for(container, "tests-admin", "admin")

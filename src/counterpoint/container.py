@@ -18,7 +18,8 @@ from counterpoint.event.service import IngestService
 from counterpoint.kit import migrate
 from counterpoint.kit.clock import Clock, SystemClock
 from counterpoint.kit.db import make_engine, make_sessionmaker
-from counterpoint.policy.tokens import ApiTokens
+from counterpoint.policy.audit import AuditTrail
+from counterpoint.policy.tokens import ApiTokens, Users
 from counterpoint.profile.projector import ProfileProjector
 from counterpoint.profile.records import specialty_codes
 from counterpoint.profile.service import ProfileService
@@ -42,6 +43,8 @@ class Container:
     committer: GroupCommitter
     projector: ProfileProjector
     write_keys: WriteKeys
+    audit: AuditTrail
+    users: Users
     tokens: ApiTokens
     ingest: IngestService
     profiles: ProfileService
@@ -87,6 +90,7 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         log, window_s=settings.commit_window_ms / 1000, on_commit=projector.wake
     )
     write_keys = WriteKeys(sessions, clock)
+    audit = AuditTrail(sessions, clock)
     return Container(
         settings=settings,
         clock=clock,
@@ -96,7 +100,9 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         committer=committer,
         projector=projector,
         write_keys=write_keys,
-        tokens=ApiTokens(sessions, clock),
+        audit=audit,
+        users=Users(sessions, clock, audit),
+        tokens=ApiTokens(sessions, clock, audit),
         ingest=IngestService(
             log,
             committer,
@@ -106,6 +112,12 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
             max_batch_bytes=settings.max_batch_bytes,
         ),
         profiles=ProfileService(
-            sessions, log, projector, clock, specialties=specialty_codes(settings.extra_specialties)
+            sessions,
+            log,
+            projector,
+            clock,
+            specialties=specialty_codes(settings.extra_specialties),
+            audit=audit,
+            medical_visible_to_commercial=settings.medical_visible_to_commercial,
         ),
     )

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Specialty codes accepted beside the built-in list, comma-separated.",
     )
+    medical_visible_to_commercial: bool = Field(
+        default=True,
+        description="Whether commercial roles see that a medical interaction happened (never "
+        "its content). False hides medical interactions from them entirely.",
+    )
 
     @field_validator("extra_specialties", mode="before")
     @classmethod

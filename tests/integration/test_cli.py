@@ -111,6 +111,12 @@ def test_keys_and_tokens_are_printed_once(market: Market) -> None:
     assert key.exit_code == 0, key.output
     assert re.search(r"cpk_[\w-]{20,}", key.output), key.output
     assert "website" in key.output
+    unknown = market.run("tokens", "create", "nobody", "--days", "7")
+    assert unknown.exit_code != 0
+    assert "users create" in str(getattr(unknown.exception, "fix", ""))
+    user = market.run("users", "create", "analyst", "--role", "data_analyst", "--market", "de")
+    assert user.exit_code == 0, user.output
+    assert "data_analyst" in user.output
     token = market.run("tokens", "create", "analyst", "--days", "7")
     assert token.exit_code == 0, token.output
     assert re.search(r"cpt_[\w-]{20,}", token.output), token.output

@@ -6,13 +6,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from counterpoint import __version__
 from counterpoint.api import hcps, ingest, quarantine
+from counterpoint.api.deps import Public
 from counterpoint.container import Container
 from counterpoint.errors import CounterpointError
 
@@ -87,7 +88,7 @@ def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
     app.state.container = container
     _install_error_handlers(app)
 
-    @app.get("/health", tags=["operations"])
+    @app.get("/health", tags=["operations"], dependencies=[Depends(Public("liveness probe"))])
     def health() -> dict[str, str]:
         """Ready: the stores are open and the workers run."""
         return {"status": "ok", "deployment": container.settings.deployment.value}

@@ -6,17 +6,21 @@ import base64
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from counterpoint.api.deps import Caller, Services
+from counterpoint.api.deps import Allow, Services, actor_of
 from counterpoint.errors import ValidationFailedError
 from counterpoint.event.canonical import Channel, Function
 from counterpoint.event.log import StoredEvent
+from counterpoint.policy.access import Principal, Resource, Verb
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/hcps", tags=["hcp"])
+
+HcpReader = Annotated[Principal, Depends(Allow(Resource.HCP, Verb.READ))]
+IdentityWriter = Annotated[Principal, Depends(Allow(Resource.IDENTITY, Verb.WRITE))]
 
 
 def _cursor(event: StoredEvent) -> str:
@@ -58,6 +62,7 @@ def _event(item: StoredEvent) -> dict[str, Any]:
         "function": e.function,
         "market": e.market,
         "payload": e.payload,
+        "redacted": bool(e.payload.get("redacted")) and e.function == Function.MEDICAL,
         "synthetic": e.synthetic,
     }
 
@@ -66,16 +71,16 @@ def _event(item: StoredEvent) -> dict[str, Any]:
 def lookup(
     identifier: Annotated[str, Query(description="type:value, e.g. npi:1234567893")],
     container: Services,
-    _: Caller,
+    viewer: HcpReader,
 ) -> dict[str, Any]:
-    """The HCP holding this identifier."""
-    return container.profiles.get_by_identifier(identifier)
+    """The HCP holding this identifier (within the caller's markets and territories)."""
+    return container.profiles.get_by_identifier(identifier, viewer=viewer)
 
 
 @router.get("/{hcp_id}")
-def get_hcp(hcp_id: str, container: Services, _: Caller) -> dict[str, Any]:
+def get_hcp(hcp_id: str, container: Services, viewer: HcpReader) -> dict[str, Any]:
     """The HCP 360 profile: attributes, identifiers, affiliations, engagement features."""
-    return container.profiles.get_hcp(hcp_id)
+    return container.profiles.get_hcp(hcp_id, viewer=viewer)
 
 
 class UnmergeRequest(BaseModel):
@@ -85,17 +90,24 @@ class UnmergeRequest(BaseModel):
 
 @router.post("/{hcp_id}/unmerge")
 def unmerge(
-    hcp_id: str, body: UnmergeRequest, container: Services, caller: Caller
+    hcp_id: str,
+    body: UnmergeRequest,
+    request: Request,
+    container: Services,
+    caller: IdentityWriter,
 ) -> dict[str, Any]:
     """Split identifiers (and their events) off an HCP into a record of their own, for good."""
-    return container.profiles.unmerge(hcp_id, body.identifiers, body.reason, caller.name)
+    container.profiles.get_hcp(hcp_id, viewer=caller)  # in the caller's scope
+    return container.profiles.unmerge(
+        hcp_id, body.identifiers, body.reason, actor_of(request, caller)
+    )
 
 
 @router.get("/{hcp_id}/timeline")
 def timeline(
     hcp_id: str,
     container: Services,
-    _: Caller,
+    viewer: HcpReader,
     channel: Channel | None = None,
     brand: str | None = None,
     function: Function | None = None,
@@ -110,6 +122,7 @@ def timeline(
         function=function.value if function else None,
         before=_parse_cursor(cursor) if cursor else None,
         limit=limit,
+        viewer=viewer,
     )
     return {
         "hcp_id": profile_id,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
-from counterpoint.api.deps import Services
+from counterpoint.api.deps import Public, Services
 from counterpoint.event.service import SegmentCall
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["ingestion"])
+router = APIRouter(
+    tags=["ingestion"], dependencies=[Depends(Public("write key as HTTP Basic user name"))]
+)
 
 
 async def _ingest(request: Request, container: Services, implied: str | None) -> dict[str, Any]:

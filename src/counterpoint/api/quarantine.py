@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Depends, Query, Request
 
-from counterpoint.api.deps import Caller, Services
+from counterpoint.api.deps import Allow, Services, actor_of
 from counterpoint.event.log import QuarantinedEvent, QuarantineStatus
+from counterpoint.policy.access import Principal, Resource, Verb
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/quarantine", tags=["ingestion"])
+
+Reader = Annotated[Principal, Depends(Allow(Resource.QUARANTINE, Verb.READ))]
+Writer = Annotated[Principal, Depends(Allow(Resource.QUARANTINE, Verb.WRITE))]
 
 
 def _item(q: QuarantinedEvent) -> dict[str, Any]:
@@ -34,7 +38,7 @@ def _item(q: QuarantinedEvent) -> dict[str, Any]:
 @router.get("")
 def list_quarantine(
     container: Services,
-    _: Caller,
+    _: Reader,
     status: QuarantineStatus | None = QuarantineStatus.OPEN,
     after_id: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -50,7 +54,7 @@ def list_quarantine(
 def replay(
     entry_id: int,
     container: Services,
-    _: Caller,
+    _: Writer,
     corrected: Annotated[dict[str, Any] | None, Body(description="the fixed event")] = None,
 ) -> dict[str, Any]:
     """Validate the event again (as stored, or as corrected) and append it if it passes."""
@@ -62,8 +66,21 @@ def replay(
 @router.post("/{entry_id}/discard")
 def discard(
     entry_id: int,
+    request: Request,
     container: Services,
-    _: Caller,
+    caller: Writer,
     note: Annotated[str, Body(embed=True, min_length=3, max_length=500)],
 ) -> dict[str, Any]:
-    return {"discarded": container.ingest.discard([entry_id], note)}
+    """Drop a quarantined event for good, with a note (kept in the audit trail)."""
+    discarded = container.ingest.discard([entry_id], note)
+    with container.sessions.begin() as session:
+        container.audit.record(
+            session,
+            actor_of(request, caller),
+            "quarantine.discard",
+            "quarantine",
+            str(entry_id),
+            after={"discarded": discarded},
+            reason=note,
+        )
+    return {"discarded": discarded}

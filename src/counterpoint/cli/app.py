@@ -5,24 +5,23 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from counterpoint.cli import simulate
+from counterpoint.cli import access, simulate
+from counterpoint.cli.common import container, reset_consoles, settings
 from counterpoint.container import Container, open_container
 from counterpoint.errors import CounterpointError
 from counterpoint.event.log import QuarantineStatus
 from counterpoint.kit import migrate
 from counterpoint.kit.files import count_rows
-from counterpoint.settings import Settings
+from counterpoint.policy.audit import Actor
 
 __all__ = ["app", "main"]
 
@@ -39,13 +38,14 @@ import_app = typer.Typer(
     help="Import master data and interactions from files.", no_args_is_help=True
 )
 keys_app = typer.Typer(help="Write keys for event sources.", no_args_is_help=True)
-tokens_app = typer.Typer(help="API tokens for the management API.", no_args_is_help=True)
 hcp_app = typer.Typer(help="Look at HCP records.", no_args_is_help=True)
 quarantine_app = typer.Typer(help="Refused events: list, replay, discard.", no_args_is_help=True)
 db_app = typer.Typer(help="The operational database schema.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(keys_app, name="keys")
-app.add_typer(tokens_app, name="tokens")
+app.add_typer(access.users_app, name="users")
+app.add_typer(access.tokens_app, name="tokens")
+app.add_typer(access.audit_app, name="audit")
 app.add_typer(hcp_app, name="hcp")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
@@ -61,28 +61,9 @@ def _root(
 ) -> None:
     global console, err  # one console per invocation, sized for its own terminal
     console, err = Console(), Console(stderr=True)
+    reset_consoles()
     if data_dir is not None:
         os.environ["COUNTERPOINT_DATA_DIR"] = str(data_dir)
-
-
-def settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "COUNTERPOINT_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise CounterpointError(
-            f"{name}: {first['msg']}", field=name, fix="correct the setting"
-        ) from None
-
-
-@contextmanager
-def container() -> Iterator[Container]:
-    built = open_container(settings())
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def progress_bar() -> Progress:
@@ -155,7 +136,7 @@ def demo(
         for part in sorted((out / "events").glob("*.parquet")):
             _import(built, "events", part)
         _, key = built.write_keys.create("demo source")
-        _, token = built.tokens.create("demo", days=7)
+        token = access.demo_admin_token(built)
         sample = _sample_hcp(built)
     base = f"http://{config.host}:{port or config.port}"
     console.print(f"\n[bold green]Ready.[/] Synthetic market in {out}")
@@ -282,18 +263,6 @@ def keys_revoke(key_id: str) -> None:
     console.print(f"revoked {key_id}")
 
 
-@tokens_app.command("create")
-def tokens_create(
-    name: str, days: Annotated[int, typer.Option(help="Days until it expires.")] = 90
-) -> None:
-    """Create an API token and print it (shown once)."""
-    with container() as built:
-        info, secret = built.tokens.create(name, days=days)
-    console.print(
-        f"token {info.id} ({name}, expires {info.expires_at:%Y-%m-%d}): [bold]{secret}[/]"
-    )
-
-
 # --- reading -------------------------------------------------------------------------
 @hcp_app.command("show")
 def hcp_show(
@@ -326,7 +295,7 @@ def hcp_unmerge(
     """Split identifiers (and their events) off an HCP into a record of their own, for good."""
     with container() as built:
         built.projector.catch_up()
-        result = built.profiles.unmerge(hcp_id, identifier, reason, "cli")
+        result = built.profiles.unmerge(hcp_id, identifier, reason, Actor.cli())
     console.print(f"kept:      {result['hcp']['id']}")
     console.print(f"separated: {result['separated']['id']}")
 
@@ -434,7 +403,9 @@ def db_upgrade() -> None:
     """Migrate the operational schema to the latest version."""
     from counterpoint.kit.db import make_engine
 
-    engine = make_engine(settings().resolved_database_url)
+    config = settings()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.resolved_database_url)
     migrate.upgrade(engine)
     console.print("schema up to date")
 
@@ -444,7 +415,9 @@ def db_check() -> None:
     """Fail if the models and the migrations differ (run after upgrade)."""
     from counterpoint.kit.db import make_engine
 
-    engine = make_engine(settings().resolved_database_url)
+    config = settings()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(config.resolved_database_url)
     migrate.upgrade(engine)
     migrate.check(engine)
     console.print("no drift between models and migrations")

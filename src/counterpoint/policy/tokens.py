@@ -1,27 +1,46 @@
-"""API tokens: created once (the secret is shown once), hashed at rest, expiring, revocable."""
+"""Users and their API tokens: a token is shown once, hashed at rest, expiring and revocable.
+
+Authentication turns a bearer token into a ``Principal`` (the user's role and scopes); a
+disabled user's tokens stop working at once. Every change is written to the audit trail.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from counterpoint.errors import UnauthorizedError
+from counterpoint.errors import (
+    ConflictError,
+    NotFoundError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.ids import new_id
-from counterpoint.policy.models import ApiToken
+from counterpoint.policy.access import Principal, Role
+from counterpoint.policy.audit import Actor, AuditTrail
+from counterpoint.policy.models import ApiToken, User
+from counterpoint.profile.validation import country_codes, normalise_market
 
-__all__ = ["ApiTokens", "TokenInfo"]
+__all__ = ["ApiTokens", "TokenInfo", "Users", "user_dict"]
+
+_NAME = re.compile(r"^[\w.@\- ]{1,200}$")
+_SCOPE = re.compile(r"^[\w.\-]{1,64}$")
+_MAX_DAYS = 3650
 
 
 @dataclass(frozen=True, slots=True)
 class TokenInfo:
     id: str
     name: str
+    user_id: str
     expires_at: dt.datetime | None
 
 
@@ -29,52 +48,241 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class ApiTokens:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+def user_dict(user: User) -> dict[str, object]:
+    return {
+        "id": user.id,
+        "name": user.name,
+        "role": user.role,
+        "markets": list(user.markets),
+        "brands": list(user.brands),
+        "territories": list(user.territories),
+        "created_at": user.created_at,
+        "disabled_at": user.disabled_at,
+    }
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValidationFailedError(
+            f"unknown role {value!r}",
+            field="role",
+            fix="use one of: " + ", ".join(r.value for r in Role),
+        ) from None
+
+
+def _name(value: str) -> str:
+    text = value.strip()
+    if not _NAME.fullmatch(text):
+        raise ValidationFailedError(
+            f"the user name {value[:60]!r} is not allowed",
+            field="name",
+            fix="use 1-200 letters, digits, spaces and . @ _ -",
+        )
+    return text
+
+
+def _scopes(values: Iterable[str], field: str) -> list[str]:
+    out: list[str] = []
+    for raw in values:
+        text = raw.strip()
+        if field == "markets":
+            code = normalise_market(text)
+            if code is None or code not in country_codes():
+                raise ValidationFailedError(
+                    f"{text[:20]!r} is not an ISO 3166-1 alpha-2 country code",
+                    field=field,
+                    fix="write two-letter codes such as DE, US, FR",
+                )
+            text = code
+        elif not _SCOPE.fullmatch(text):
+            raise ValidationFailedError(
+                f"{text[:40]!r} is not a valid {field[:-1]} code",
+                field=field,
+                fix="use 1-64 letters, digits, . _ -",
+            )
+        if text not in out:
+            out.append(text)
+    return out
+
+
+class Users:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, audit: AuditTrail) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._audit = audit
 
-    def create(self, name: str, *, days: int | None = 90) -> tuple[TokenInfo, str]:
+    def create(
+        self,
+        name: str,
+        role: str,
+        actor: Actor,
+        *,
+        markets: Iterable[str] = (),
+        brands: Iterable[str] = (),
+        territories: Iterable[str] = (),
+    ) -> dict[str, object]:
+        user = User(
+            id=new_id("usr"),
+            name=_name(name),
+            role=_role(role).value,
+            markets=_scopes(markets, "markets"),
+            brands=_scopes(brands, "brands"),
+            territories=_scopes(territories, "territories"),
+            created_at=self._clock.now(),
+            disabled_at=None,
+        )
+        with self._sessions.begin() as session:
+            if session.scalars(select(User).where(User.name == user.name)).first():
+                raise ConflictError(
+                    f"a user named {user.name!r} exists",
+                    field="name",
+                    fix="choose another name, or create a token for the existing user",
+                )
+            session.add(user)
+            self._audit.record(
+                session, actor, "user.create", "user", user.id, after=user_dict(user)
+            )
+        return user_dict(user)
+
+    def list(self) -> list[dict[str, object]]:
+        with self._sessions() as session:
+            return [user_dict(u) for u in session.scalars(select(User).order_by(User.name))]
+
+    def get(self, session: Session, name_or_id: str) -> User:
+        user = (
+            session.get(User, name_or_id)
+            or session.scalars(select(User).where(User.name == name_or_id)).first()
+        )
+        if user is None:
+            raise NotFoundError(
+                f"no user {name_or_id!r}",
+                field="user",
+                fix="create one: counterpoint users create NAME --role ROLE",
+            )
+        return user
+
+    def disable(self, name_or_id: str, actor: Actor, reason: str) -> dict[str, object]:
+        with self._sessions.begin() as session:
+            user = self.get(session, name_or_id)
+            before = user_dict(user)
+            if user.disabled_at is None:
+                user.disabled_at = self._clock.now()
+            self._audit.record(
+                session,
+                actor,
+                "user.disable",
+                "user",
+                user.id,
+                before=before,
+                after=user_dict(user),
+                reason=reason,
+            )
+            return user_dict(user)
+
+
+class ApiTokens:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, audit: AuditTrail) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._audit = audit
+        self._users = Users(sessions, clock, audit)
+
+    def create(self, user: str, actor: Actor, *, days: int | None = 90) -> tuple[TokenInfo, str]:
+        """A new token for ``user`` (name or id). The secret is returned once, never stored."""
+        if days is not None and not 1 <= days <= _MAX_DAYS:
+            raise ValidationFailedError(
+                f"a token lives 1 to {_MAX_DAYS} days, not {days}",
+                field="days",
+                fix=f"choose a number of days between 1 and {_MAX_DAYS}",
+            )
         secret = "cpt_" + secrets.token_urlsafe(32)
         now = self._clock.now()
         expires = now + dt.timedelta(days=days) if days else None
-        row = ApiToken(
-            id=new_id("tok"),
-            name=name,
-            token_hash=_hash(secret),
-            created_at=now,
-            expires_at=expires,
-            revoked_at=None,
-        )
         with self._sessions.begin() as session:
+            owner = self._users.get(session, user)
+            if owner.disabled_at is not None:
+                raise ConflictError(
+                    f"the user {owner.name!r} is disabled",
+                    field="user",
+                    fix="tokens can be issued only to enabled users",
+                )
+            row = ApiToken(
+                id=new_id("tok"),
+                name=owner.name,
+                user_id=owner.id,
+                token_hash=_hash(secret),
+                created_at=now,
+                expires_at=expires,
+                revoked_at=None,
+            )
             session.add(row)
-        return TokenInfo(row.id, name, expires), secret
+            self._audit.record(
+                session,
+                actor,
+                "token.create",
+                "token",
+                row.id,
+                after={"user_id": owner.id, "expires_at": expires},
+            )
+        return TokenInfo(row.id, owner.name, owner.id, expires), secret
 
-    def revoke(self, token_id: str) -> bool:
+    def revoke(self, token_id: str, actor: Actor) -> bool:
         with self._sessions.begin() as session:
             row = session.get(ApiToken, token_id)
             if row is None or row.revoked_at is not None:
                 return False
             row.revoked_at = self._clock.now()
+            self._audit.record(
+                session,
+                actor,
+                "token.revoke",
+                "token",
+                row.id,
+                after={"revoked_at": row.revoked_at},
+            )
             return True
 
-    def authenticate(self, authorization: str | None) -> TokenInfo:
+    def authenticate(self, authorization: str | None) -> Principal:
         scheme, _, secret = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise UnauthorizedError(
                 "a bearer token is required",
                 field="Authorization",
-                fix="send Authorization: Bearer <token> (counterpoint tokens create NAME)",
+                fix="send Authorization: Bearer <token> (counterpoint tokens create USER)",
             )
         with self._sessions() as session:
-            row = session.scalars(
-                select(ApiToken).where(ApiToken.token_hash == _hash(secret.strip()))
+            found = session.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.token_hash == _hash(secret.strip()))
             ).first()
         now = self._clock.now()
-        if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+        if found is None:
             raise UnauthorizedError(
-                "unknown, expired or revoked token",
+                "unknown token",
                 field="Authorization",
-                fix="create a new token: counterpoint tokens create NAME",
+                fix="create a new token: counterpoint tokens create USER",
             )
-        return TokenInfo(row.id, row.name, row.expires_at)
+        token, user = found
+        if token.revoked_at is not None or (token.expires_at and token.expires_at <= now):
+            raise UnauthorizedError(
+                "expired or revoked token",
+                field="Authorization",
+                fix="create a new token: counterpoint tokens create USER",
+            )
+        if user.disabled_at is not None:
+            raise UnauthorizedError(
+                "the token's user is disabled",
+                field="Authorization",
+                fix="ask an administrator",
+            )
+        return Principal(
+            user_id=user.id,
+            name=user.name,
+            role=Role(user.role),
+            markets=frozenset(user.markets),
+            brands=frozenset(user.brands),
+            territories=frozenset(user.territories),
+        )

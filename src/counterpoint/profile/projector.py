@@ -309,11 +309,20 @@ class ProfileProjector:
                 _log.exception("profile projector failed; will retry")
                 self._stop.wait(1.0)
 
-    def separate(self, keys: list[str], rest: list[str], reason: str, by: str) -> set[str]:
+    def separate(
+        self,
+        keys: list[str],
+        rest: list[str],
+        reason: str,
+        by: str,
+        *,
+        on_commit: Callable[[Session], None] | None = None,
+    ) -> set[str]:
         """A manual unmerge: ``keys`` and ``rest`` may never share a profile again.
 
         Records the separation and re-resolves the component in the same transaction, under
-        the consumer's lock; returns the profiles it touched."""
+        the consumer's lock (``on_commit`` adds to that transaction, e.g. the audit record);
+        returns the profiles it touched."""
         now = self._clock.now()
         with self._lock, self._sessions.begin() as session:
             repo = ProfileRepository(session)
@@ -324,6 +333,8 @@ class ProfileProjector:
                 merge_row.reason = reason
                 merge_row.by = by
             self._refresh_attributes(repo, touched, now)
+            if on_commit is not None:
+                on_commit(session)
         return touched
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:

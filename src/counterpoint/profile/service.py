@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -14,10 +15,12 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.errors import NotFoundError, ValidationFailedError
-from counterpoint.event.canonical import EventKind, LogEvent
+from counterpoint.event.canonical import EventKind, Function, LogEvent
 from counterpoint.event.log import EventLog, StoredEvent, TimelineQuery
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.files import read_chunks
+from counterpoint.policy.access import Principal, can_see_hcp, reads_medical_content
+from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.profile.features import ContentCount, DayCount, LastEvent, engagement_features
 from counterpoint.profile.identifiers import parse_user_id
 from counterpoint.profile.models import Hcp
@@ -31,7 +34,19 @@ from counterpoint.profile.validation import (
     validate_hcp_row,
 )
 
-__all__ = ["MasterDataReport", "ProfileService"]
+__all__ = ["MasterDataReport", "ProfileService", "redact_medical"]
+
+
+def redact_medical(item: StoredEvent) -> StoredEvent:
+    """A medical interaction as a commercial role may see it: that it happened, not what."""
+    e = item.event
+    if e.function != Function.MEDICAL:
+        return item
+    hidden = dataclasses.replace(
+        e, event_name=None, content_id=None, slide=None, payload={"redacted": True}
+    )
+    return dataclasses.replace(item, event=hidden)
+
 
 Kind = Literal["hcps", "hcos", "affiliations"]
 
@@ -92,7 +107,11 @@ class ProfileService:
         clock: Clock,
         *,
         specialties: frozenset[str],
+        audit: AuditTrail,
+        medical_visible_to_commercial: bool = True,
     ) -> None:
+        self._audit = audit
+        self._medical_visible = medical_visible_to_commercial
         self._sessions = sessions
         self._log = log
         self._projector = projector
@@ -105,7 +124,7 @@ class ProfileService:
         with self._sessions() as session:
             return ProfileRepository(session).profiles_of([key]).get(key)
 
-    def get_by_identifier(self, text: str) -> dict[str, Any]:
+    def get_by_identifier(self, text: str, *, viewer: Principal | None = None) -> dict[str, Any]:
         hcp_id = self.find_by_identifier(text)
         if hcp_id is None:
             raise NotFoundError(
@@ -113,7 +132,17 @@ class ProfileService:
                 field="identifier",
                 fix="check the type and value, e.g. npi:1234567893",
             )
-        return self.get_hcp(hcp_id)
+        return self.get_hcp(hcp_id, viewer=viewer)
+
+    @staticmethod
+    def _check_scope(profile: Hcp, hcp_id: str, viewer: Principal | None) -> None:
+        """Out of the viewer's markets or territories reads as absent (no existence leak)."""
+        if viewer is not None and not can_see_hcp(viewer, profile.market, [profile.territory]):
+            raise NotFoundError(
+                f"no HCP {hcp_id!r} in your scope",
+                field="hcp_id",
+                fix="HCPs outside your markets or territories are not shown",
+            )
 
     def _live(self, repo: ProfileRepository, hcp_id: str) -> Hcp:
         """The current profile for an id, following merges, and ids issued before a rebuild
@@ -136,12 +165,18 @@ class ProfileService:
             )
         return profile
 
-    def get_hcp(self, hcp_id: str, *, include_medical: bool = True) -> dict[str, Any]:
-        """The HCP 360: attributes, identifiers, affiliations, engagement, merge history."""
+    def get_hcp(self, hcp_id: str, *, viewer: Principal | None = None) -> dict[str, Any]:
+        """The HCP 360: attributes, identifiers, affiliations, engagement, merge history.
+
+        A ``viewer`` sees only HCPs in scope; medical interactions count in the engagement
+        figures of a non-medical viewer only if they may see that such interactions happen.
+        """
+        include_medical = viewer is None or reads_medical_content(viewer) or self._medical_visible
         today = self._clock.now().date()
         with self._sessions() as session:
             repo = ProfileRepository(session)
             profile = self._live(repo, hcp_id)
+            self._check_scope(profile, hcp_id, viewer)
             keys = sorted(repo.identities_of([profile.id]).get(profile.id, []))
             days, last, content = repo.engagement_of(keys, today - dt.timedelta(days=90))
             affiliations = repo.affiliations_of(keys)
@@ -209,26 +244,36 @@ class ProfileService:
         function: str | None,
         before: tuple[dt.datetime, int] | None,
         limit: int,
+        viewer: Principal | None = None,
     ) -> tuple[str, list[StoredEvent]]:
+        """Events of the HCP, newest first. Without a medical role the content of medical
+        interactions is removed (``redacted`` events), or the events are left out entirely
+        when medical interactions are not shown to commercial roles."""
+        medical = viewer is None or reads_medical_content(viewer)
         with self._sessions() as session:
             repo = ProfileRepository(session)
             profile = self._live(repo, hcp_id)
+            self._check_scope(profile, hcp_id, viewer)
             keys = repo.identities_of([profile.id]).get(profile.id, [])
+        if not medical and not self._medical_visible:
+            if function == Function.MEDICAL.value:
+                return profile.id, []
+            function = Function.COMMERCIAL.value
         query = TimelineQuery(
             keys, channel=channel, brand=brand, function=function, before=before, limit=limit
         )
-        return profile.id, self._log.timeline(query)
+        items = self._log.timeline(query)
+        if not medical:
+            items = [redact_medical(i) for i in items]
+        return profile.id, items
 
     # --- unmerge --------------------------------------------------------------------
-    def unmerge(self, hcp_id: str, identifiers: list[str], reason: str, by: str) -> dict[str, Any]:
+    def unmerge(
+        self, hcp_id: str, identifiers: list[str], reason: str, actor: Actor
+    ) -> dict[str, Any]:
         """Split ``identifiers`` off an HCP: they (and their events, attributes and engagement)
         form their own record again, and resolution will never join the two groups."""
-        if len(reason.strip()) < 3:
-            raise ValidationFailedError(
-                "a reason is required for an unmerge",
-                field="reason",
-                fix="say why, e.g. 'two people'",
-            )
+        reason = require_reason(reason, "an unmerge")
         keys = sorted({parse_user_id(i, field="identifiers").key for i in identifiers})
         with self._sessions() as session:
             repo = ProfileRepository(session)
@@ -248,7 +293,20 @@ class ProfileService:
                 field="identifiers",
                 fix="name only the identifiers that belong to the other person",
             )
-        self._projector.separate(keys, rest, reason.strip(), by)
+
+        def audit(session: Session) -> None:
+            self._audit.record(
+                session,
+                actor,
+                "hcp.unmerge",
+                "hcp",
+                profile.id,
+                before={"identifiers": sorted(held)},
+                after={"identifiers": rest, "separated": keys},
+                reason=reason,
+            )
+
+        self._projector.separate(keys, rest, reason, actor.name, on_commit=audit)
         with self._sessions() as session:
             now_of = ProfileRepository(session).profiles_of([rest[0], keys[0]])
         return {"hcp": self.get_hcp(now_of[rest[0]]), "separated": self.get_hcp(now_of[keys[0]])}
@@ -297,7 +355,12 @@ class ProfileService:
         return records
 
     def import_master_data(
-        self, path: Path, kind: Kind, *, progress: Callable[[int], None] | None = None
+        self,
+        path: Path,
+        kind: Kind,
+        *,
+        actor: Actor | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> MasterDataReport:
         """Validate the whole file, then import every valid row; rejects go to a reject file.
 
@@ -308,6 +371,7 @@ class ProfileService:
         report = MasterDataReport(file=str(path), kind=kind)
         records = self._validate_file(path, kind, report)
         now = self._clock.now()
+        actor = actor or Actor.cli()
         if kind == "hcps":
             events = [_hcp_event(r, f"import:{path.name}", now) for r in records]
             for start in range(0, len(events), 100_000):
@@ -317,6 +381,8 @@ class ProfileService:
                 report.unchanged += result.duplicates
                 if progress is not None:
                     progress(len(part))
+            with self._sessions.begin() as session:
+                self._audit_import(session, actor, path, report)
             self._projector.catch_up()
             return report
         with self._sessions.begin() as session:
@@ -333,10 +399,37 @@ class ProfileService:
                         fix="import the HCOs first (counterpoint import hcos FILE)",
                     )
                 repo.upsert_affiliations([_affiliation_row(r) for r in records])
-        report.imported = len(records)
+            report.imported = len(records)
+            self._audit_import(session, actor, path, report)
         if progress is not None:
             progress(len(records))
         return report
+
+    def _audit_import(
+        self, session: Session, actor: Actor, path: Path, report: MasterDataReport
+    ) -> None:
+        self._audit.record(
+            session,
+            actor,
+            f"master_data.import_{report.kind}",
+            "file",
+            path.name,
+            after={
+                "sha256": _file_digest(path),
+                "rows": report.rows,
+                "imported": report.imported,
+                "unchanged": report.unchanged,
+                "rejected": len(report.rejected),
+            },
+        )
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _latest_per_channel(items: Iterable[LastEvent]) -> list[LastEvent]:
