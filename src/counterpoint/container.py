@@ -8,6 +8,7 @@ import duckdb
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from counterpoint.consent.service import ConsentService
 from counterpoint.errors import CounterpointError
 from counterpoint.event.committer import GroupCommitter
 from counterpoint.event.duckdb_log import DuckDBEventLog
@@ -48,6 +49,7 @@ class Container:
     tokens: ApiTokens
     ingest: IngestService
     profiles: ProfileService
+    consents: ConsentService
 
     def start_background(self) -> None:
         """Start the writer and the profile consumer (the API process does this)."""
@@ -91,6 +93,15 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
     )
     write_keys = WriteKeys(sessions, clock)
     audit = AuditTrail(sessions, clock)
+    profiles = ProfileService(
+        sessions,
+        log,
+        projector,
+        clock,
+        specialties=specialty_codes(settings.extra_specialties),
+        audit=audit,
+        medical_visible_to_commercial=settings.medical_visible_to_commercial,
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -111,13 +122,6 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
             max_event_bytes=settings.max_event_bytes,
             max_batch_bytes=settings.max_batch_bytes,
         ),
-        profiles=ProfileService(
-            sessions,
-            log,
-            projector,
-            clock,
-            specialties=specialty_codes(settings.extra_specialties),
-            audit=audit,
-            medical_visible_to_commercial=settings.medical_visible_to_commercial,
-        ),
+        profiles=profiles,
+        consents=ConsentService(sessions, profiles, audit, clock),
     )

@@ -124,6 +124,16 @@ class ProfileRepository:
             pairs.sort()
         return found
 
+    def merged_into(self, hcp_id: str) -> set[str]:
+        """Every profile id merged (directly or through others) into ``hcp_id``."""
+        found: set[str] = set()
+        frontier = {hcp_id}
+        while frontier:
+            rows = set(self.session.scalars(select(Hcp.id).where(Hcp.merged_into.in_(frontier))))
+            frontier = rows - found - {hcp_id}
+            found |= frontier
+        return found
+
     def origin_of(self, hcp_id: str) -> str | None:
         row = self.session.get(ProfileOrigin, hcp_id)
         return row.identifier if row else None

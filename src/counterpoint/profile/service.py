@@ -34,7 +34,21 @@ from counterpoint.profile.validation import (
     validate_hcp_row,
 )
 
-__all__ = ["MasterDataReport", "ProfileService", "redact_medical"]
+__all__ = ["HcpRef", "MasterDataReport", "ProfileService", "redact_medical"]
+
+
+@dataclass(frozen=True, slots=True)
+class HcpRef:
+    """What other domains need of an HCP: ids (incl. ids merged into it), identifiers, and
+    the attributes rules depend on (market, territory, time zone)."""
+
+    id: str
+    aliases: tuple[str, ...]
+    identifiers: tuple[str, ...]
+    market: str | None
+    territory: str | None
+    time_zone: str | None
+    kind: str
 
 
 def redact_medical(item: StoredEvent) -> StoredEvent:
@@ -133,6 +147,29 @@ class ProfileService:
                 fix="check the type and value, e.g. npi:1234567893",
             )
         return self.get_hcp(hcp_id, viewer=viewer)
+
+    def resolve(self, hcp_id: str, *, viewer: Principal | None = None) -> HcpRef:
+        """The live HCP for an id (following merges), in the viewer's scope, or 404."""
+        with self._sessions() as session:
+            repo = ProfileRepository(session)
+            profile = self._live(repo, hcp_id)
+            self._check_scope(profile, hcp_id, viewer)
+            keys = repo.identities_of([profile.id]).get(profile.id, [])
+            aliases = repo.merged_into(profile.id)
+        return HcpRef(
+            id=profile.id,
+            aliases=tuple(sorted({profile.id, hcp_id, *aliases})),
+            identifiers=tuple(sorted(keys)),
+            market=profile.market,
+            territory=profile.territory,
+            time_zone=profile.time_zone,
+            kind=profile.kind,
+        )
+
+    def resolve_identifier(self, text: str) -> HcpRef | None:
+        """The HCP holding an identifier (``type:value``), or None if none does yet."""
+        hcp_id = self.find_by_identifier(text)
+        return self.resolve(hcp_id) if hcp_id else None
 
     @staticmethod
     def _check_scope(profile: Hcp, hcp_id: str, viewer: Principal | None) -> None:

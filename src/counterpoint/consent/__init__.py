@@ -1,0 +1,1 @@
+"""Consent ledger: records with proof, the pure fold, withdrawal, double opt-in."""
