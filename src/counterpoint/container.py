@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import duckdb
 from sqlalchemy import Engine
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from counterpoint.consent.service import ConsentService
 from counterpoint.errors import CounterpointError
 from counterpoint.event.committer import GroupCommitter
+from counterpoint.event.consumer import LogConsumer
 from counterpoint.event.duckdb_log import DuckDBEventLog
 from counterpoint.event.keys import WriteKeys
 from counterpoint.event.log import EventLog
@@ -51,16 +53,35 @@ class Container:
     profiles: ProfileService
     consents: ConsentService
 
+    consumers: list[LogConsumer] = field(default_factory=list)
+    """Consumers of the log besides the profile projector (which runs first)."""
+
+    def wake_consumers(self, position: int = 0) -> None:
+        self.projector.wake(position)
+        for consumer in self.consumers:
+            consumer.wake(position)
+
+    def catch_up(self) -> int:
+        """Apply the log to every consumer, profiles first; returns events read."""
+        applied = self.projector.catch_up()
+        for consumer in self.consumers:
+            applied += consumer.catch_up()
+        return applied
+
     def start_background(self) -> None:
-        """Start the writer and the profile consumer (the API process does this)."""
+        """Start the writer and the log consumers (the API process does this)."""
         self.committer.start()
         if self.settings.run_consumers:
             self.projector.start()
-            self.projector.wake()
+            for consumer in self.consumers:
+                consumer.start()
+            self.wake_consumers()
 
     def close(self) -> None:
         self.committer.stop()
         self.projector.stop()
+        for consumer in self.consumers:
+            consumer.stop()
         self.log.close()
         self.engine.dispose()
 
@@ -88,9 +109,13 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
     sessions = make_sessionmaker(engine)
     log = _open_log(settings, engine)
     projector = ProfileProjector(sessions, log, clock)
-    committer = GroupCommitter(
-        log, window_s=settings.commit_window_ms / 1000, on_commit=projector.wake
-    )
+    wakers: list[Callable[[int], None]] = [projector.wake]
+
+    def wake_all(position: int) -> None:
+        for wake in wakers:
+            wake(position)
+
+    committer = GroupCommitter(log, window_s=settings.commit_window_ms / 1000, on_commit=wake_all)
     write_keys = WriteKeys(sessions, clock)
     audit = AuditTrail(sessions, clock)
     profiles = ProfileService(
@@ -102,7 +127,7 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         audit=audit,
         medical_visible_to_commercial=settings.medical_visible_to_commercial,
     )
-    return Container(
+    built = Container(
         settings=settings,
         clock=clock,
         engine=engine,
@@ -125,3 +150,7 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         profiles=profiles,
         consents=ConsentService(sessions, profiles, audit, clock),
     )
+    # Consumers of the log beside the profile projector; each wakes after every commit.
+    built.consumers.extend([])
+    wakers.extend(c.wake for c in built.consumers)
+    return built

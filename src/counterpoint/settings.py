@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     secret_key: SecretStr = Field(
         SecretStr(_DEV_SECRET), description="Key for signed links; required in production."
     )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Base URL of the public pages (confirmation, unsubscribe and preference "
+        "links in messages), without a trailing slash.",
+    )
+    sms_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Shared secret the SMS gateway signs inbound webhooks with (HMAC-SHA256); "
+        "inbound SMS is refused while it is unset.",
+    )
     host: str = Field("127.0.0.1", description="Address `counterpoint serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `counterpoint serve` binds.")
     max_event_bytes: int = Field(32 * 1024, gt=0, description="Largest accepted event, bytes.")

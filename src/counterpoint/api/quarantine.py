@@ -59,7 +59,7 @@ def replay(
 ) -> dict[str, Any]:
     """Validate the event again (as stored, or as corrected) and append it if it passes."""
     result = container.ingest.replay(entry_id, corrected)
-    container.projector.wake()
+    container.wake_consumers()
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 

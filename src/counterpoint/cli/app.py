@@ -109,7 +109,7 @@ def worker(
         console.print("applying the event log; stop with Ctrl-C")
         try:
             while True:
-                if not built.projector.catch_up():
+                if not built.catch_up():
                     time.sleep(poll)
         except KeyboardInterrupt:
             console.print("stopped")
@@ -183,6 +183,8 @@ def _import(built: Container, kind: str, path: Path) -> None:
             report = built.ingest.import_file(path, progress=advance)
             bar.update(task, description=f"profiles {path.name}", completed=0, total=None)
             built.projector.catch_up(advance)
+            for consumer in built.consumers:
+                consumer.catch_up()
             console.print(
                 f"{path.name}: {report.rows} rows, {report.accepted} accepted, "
                 f"{report.duplicates} duplicates, {report.quarantined} quarantined"
@@ -377,7 +379,7 @@ def quarantine_replay(
     fixed = json.loads(corrected.read_text()) if corrected else None
     with container() as built:
         result = built.ingest.replay(entry_id, fixed)
-        built.projector.catch_up()
+        built.catch_up()
     console.print(f"replayed {entry_id}: {result.accepted} accepted, {result.duplicates} duplicate")
 
 
@@ -395,6 +397,9 @@ def rebuild() -> None:
     with container() as built, progress_bar() as bar:
         task = bar.add_task("replaying", total=built.log.count())
         applied = built.projector.rebuild(lambda n: bar.advance(task, n))
+        for consumer in built.consumers:
+            task = bar.add_task(f"replaying ({consumer.name})", total=built.log.count())
+            consumer.rebuild(lambda n, task=task: bar.advance(task, n))  # type: ignore[misc]
     console.print(f"replayed {applied} events")
 
 
