@@ -82,6 +82,7 @@ class Action(enum.StrEnum):
     SURVEY_ANSWERED = "survey_answered"
     SHARED = "shared"
     DOWNLOADED = "downloaded"
+    REFUSED = "refused"  # the guard refused a contact (payload: the reasons)
 
 
 class ActorType(enum.StrEnum):
