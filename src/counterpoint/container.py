@@ -9,6 +9,7 @@ import duckdb
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from counterpoint.consent.consumer import ConsentConsumer
 from counterpoint.consent.service import ConsentService
 from counterpoint.errors import CounterpointError
 from counterpoint.event.committer import GroupCommitter
@@ -22,11 +23,16 @@ from counterpoint.kit import migrate
 from counterpoint.kit.clock import Clock, SystemClock
 from counterpoint.kit.db import make_engine, make_sessionmaker
 from counterpoint.policy.audit import AuditTrail
+from counterpoint.policy.contact_service import ContactService
+from counterpoint.policy.guard_service import GuardService
 from counterpoint.policy.tokens import ApiTokens, Users
+from counterpoint.policy.touches import TouchCounter
+from counterpoint.privacy.service import ErasureIndex, PrivacyService
 from counterpoint.profile.projector import ProfileProjector
 from counterpoint.profile.records import specialty_codes
 from counterpoint.profile.service import ProfileService
 from counterpoint.settings import Deployment, Settings
+from counterpoint.transparency.service import TransferService
 
 __all__ = ["Container", "EventLogBusyError", "open_container"]
 
@@ -52,6 +58,10 @@ class Container:
     ingest: IngestService
     profiles: ProfileService
     consents: ConsentService
+    contact: ContactService = field(init=False)
+    guard: GuardService = field(init=False)
+    transfers: TransferService = field(init=False)
+    privacy: PrivacyService = field(init=False)
 
     consumers: list[LogConsumer] = field(default_factory=list)
     """Consumers of the log besides the profile projector (which runs first)."""
@@ -117,7 +127,7 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
 
     committer = GroupCommitter(log, window_s=settings.commit_window_ms / 1000, on_commit=wake_all)
     write_keys = WriteKeys(sessions, clock)
-    audit = AuditTrail(sessions, clock)
+    audit = AuditTrail(sessions, clock, secret=settings.secret_key.get_secret_value())
     profiles = ProfileService(
         sessions,
         log,
@@ -150,7 +160,23 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         profiles=profiles,
         consents=ConsentService(sessions, profiles, audit, clock),
     )
+    built.contact = ContactService(sessions, audit, clock)
+    built.guard = GuardService(sessions, profiles, built.consents, built.contact, log, clock)
+    built.transfers = TransferService(sessions, profiles, audit, clock)
+    erased = ErasureIndex(sessions, settings.secret_key.get_secret_value())
+    built.privacy = PrivacyService(
+        sessions, log, projector, profiles, built.consents, built.transfers, audit, clock, erased
+    )
+    profiles.set_erasure_check(erased.is_erased)
+    built.ingest.set_erasure_filter(
+        erased.filter_events, erased.filter_arrow, erased.filter_quarantine
+    )
     # Consumers of the log beside the profile projector; each wakes after every commit.
-    built.consumers.extend([])
+    built.consumers.extend(
+        [
+            ConsentConsumer(sessions, log, built.consents, profiles, clock),
+            TouchCounter(sessions, log, clock),
+        ]
+    )
     wakers.extend(c.wake for c in built.consumers)
     return built

@@ -3,6 +3,15 @@
 from counterpoint.consent import models as consent_models
 from counterpoint.event import models as event_models
 from counterpoint.policy import models as policy_models
+from counterpoint.policy import policy_models as contact_policy_models
+from counterpoint.privacy import models as privacy_models  # noqa: F401
 from counterpoint.profile import models as profile_models
+from counterpoint.transparency import models as transparency_models  # noqa: F401
 
-__all__ = ["consent_models", "event_models", "policy_models", "profile_models"]
+__all__ = [
+    "consent_models",
+    "contact_policy_models",
+    "event_models",
+    "policy_models",
+    "profile_models",
+]

@@ -59,6 +59,20 @@ class Settings(BaseSettings):
         description="Shared secret the SMS gateway signs inbound webhooks with (HMAC-SHA256); "
         "inbound SMS is refused while it is unset.",
     )
+    preference_wording: str = Field(
+        "I agree that the company may contact me on the channels and for the purposes I tick "
+        "below, and I know that I can change or withdraw this at any time on this page or "
+        "through the link in every message.",
+        min_length=20,
+        max_length=4000,
+        description="The consent wording shown in the HCP preference centre; grants made there "
+        "keep its version and SHA-256.",
+    )
+    preference_wording_version: str = Field(
+        "preference-centre-1",
+        pattern=r"^[\w.\-]{1,64}$",
+        description="Version of preference_wording: change it whenever the wording changes.",
+    )
     host: str = Field("127.0.0.1", description="Address `counterpoint serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `counterpoint serve` binds.")
     max_event_bytes: int = Field(32 * 1024, gt=0, description="Largest accepted event, bytes.")

@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from counterpoint import __version__
-from counterpoint.api import hcps, ingest, quarantine
+from counterpoint.api import admin, consent, hcps, ingest, quarantine
+from counterpoint.api import guard as guard_api
+from counterpoint.api import policy as policy_api
+from counterpoint.api import privacy as privacy_api
+from counterpoint.api import public as consent_pages
+from counterpoint.api import transfers as transfers_api
 from counterpoint.api.deps import Public
 from counterpoint.container import Container
 from counterpoint.errors import CounterpointError
@@ -95,5 +100,12 @@ def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
 
     app.include_router(ingest.router)
     app.include_router(hcps.router)
+    app.include_router(consent.router)
     app.include_router(quarantine.router)
+    app.include_router(admin.router)
+    app.include_router(consent_pages.router)  # HCP consent pages, SMS webhook
+    app.include_router(policy_api.router)
+    app.include_router(guard_api.router)
+    app.include_router(privacy_api.router)
+    app.include_router(transfers_api.router)
     return app

@@ -14,7 +14,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from counterpoint.cli import access, simulate
+from counterpoint.cli import access, consent, simulate
+from counterpoint.cli import policy as policy_cli
+from counterpoint.cli import privacy as privacy_cli
+from counterpoint.cli import transfers as transfers_cli
 from counterpoint.cli.common import container, reset_consoles, settings
 from counterpoint.container import Container, open_container
 from counterpoint.errors import CounterpointError
@@ -50,6 +53,11 @@ app.add_typer(hcp_app, name="hcp")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
 app.add_typer(simulate.app, name="simulate")
+app.add_typer(privacy_cli.app, name="privacy")
+app.add_typer(transfers_cli.app, name="transfers")
+app.add_typer(consent.app, name="consent")
+app.add_typer(policy_cli.policy_app, name="policy")
+app.add_typer(policy_cli.dnc_app, name="dnc")
 
 
 @app.callback()
@@ -238,6 +246,7 @@ def _import_command(kind: str) -> Callable[[Path], None]:
 
 for _kind_name in ("hcps", "hcos", "affiliations", "events"):
     import_app.command(_kind_name)(_import_command(_kind_name))
+import_app.command("consents")(consent.import_command)
 
 
 # --- keys and tokens -----------------------------------------------------------------
@@ -250,14 +259,18 @@ def keys_create(
 ) -> None:
     """Create a write key and print it (shown once)."""
     with container() as built:
-        info, secret = built.write_keys.create(name, trusted=trusted)
+        info, secret = built.write_keys.create(
+            name, trusted=trusted, on_commit=built.audit.key_change(Actor.cli(), "write_key.create")
+        )
     console.print(f"write key {info.id} ({name}): [bold]{secret}[/]")
 
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str) -> None:
     with container() as built:
-        done = built.write_keys.revoke(key_id)
+        done = built.write_keys.revoke(
+            key_id, on_commit=built.audit.key_change(Actor.cli(), "write_key.revoke")
+        )
     if not done:
         raise CounterpointError(
             f"no active write key {key_id}", field="KEY_ID", fix="give the id `keys create` printed"

@@ -186,23 +186,25 @@ def _known(record: ConsentRecord, at: dt.datetime) -> bool:
     return record.recorded_at <= at and record.effective_at <= at
 
 
+def _decisive_at(current: ScopeStatus, pending: ConsentRecord) -> bool:
+    if current.state is ConsentState.GRANTED:
+        return current.expires_at is None or current.expires_at > pending.effective_at
+    return current.state in (ConsentState.DENIED, ConsentState.REVOKED)
+
+
 def fold(records: Iterable[ConsentRecord], at: dt.datetime) -> dict[ConsentScope, ScopeStatus]:
     """The state of every scope at ``at``, from the records known then.
 
     Per scope the most recent record (by effective time, then sequence) holds, except that a
-    pending confirmation does not displace a grant still in date; a grant past its expiry
+    pending confirmation never displaces a decisive state (a grant still in date, a denial, a
+    revocation): asking again does not re-open what the HCP closed. A grant past its expiry
     reads as expired.
     """
     ordered = sorted((r for r in records if _known(r, at)), key=lambda r: (r.effective_at, r.seq))
     status: dict[ConsentScope, ScopeStatus] = {}
     for r in ordered:
         current = status.get(r.scope)
-        if (
-            r.state is ConsentState.PENDING
-            and current is not None
-            and current.state is ConsentState.GRANTED
-            and (current.expires_at is None or current.expires_at > r.effective_at)
-        ):
+        if r.state is ConsentState.PENDING and current is not None and _decisive_at(current, r):
             continue
         status[r.scope] = ScopeStatus(r.scope, r.state, r.effective_at, r.seq, r.expires_at)
     for scope, s in status.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -240,11 +240,26 @@ class ConsentService:
             actor,
             f"consent.{state.value}",
             "hcp",
-            hcp_id or subject or "",
-            after=record_dict(record),
+            hcp_id or self._audit.pseudonym(subject or ""),
+            after=self._audited(record, subject),
             reason=why,
         )
         return record
+
+    def _audited(self, record: ConsentRecord, subject: str | None) -> dict[str, Any]:
+        """The record as the immutable audit trail keeps it: no identifier in clear and no
+        personal proof details (address, agent, evidence); those stay in the ledger, which
+        an erasure can pseudonymise."""
+        kept = record_dict(record)
+        kept["proof"] = {
+            "source": record.proof.source.value,
+            "wording_version": record.proof.wording_version,
+            "wording_hash": record.proof.wording_hash,
+        }
+        if subject is not None:
+            kept["hcp_id"] = record.hcp_id if record.hcp_id != subject else None
+            kept["subject"] = self._audit.pseudonym(subject)
+        return kept
 
     def record(self, **kwargs: Any) -> ConsentRecord | None:
         """``record_in`` in a transaction of its own; a racing duplicate is a no-op."""
@@ -255,6 +270,27 @@ class ConsentService:
             if kwargs.get("dedupe_key") is None:
                 raise
             return None
+
+    def record_all(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        then: Callable[[Session, list[ConsentRecord | None]], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[ConsentRecord | None]:
+        """``record_in`` for every item (its keyword arguments) in one transaction: all are
+        recorded or none is. ``then`` runs last in the same transaction (e.g. a summary audit
+        record). None in the result marks an item recorded before (same ``dedupe_key``)."""
+        out: list[ConsentRecord | None] = []
+        with self._sessions.begin() as session:
+            for start in range(0, len(items), 1000):
+                for item in items[start : start + 1000]:
+                    out.append(self.record_in(session, **item))
+                if progress is not None:
+                    progress(len(items[start : start + 1000]))
+            if then is not None:
+                then(session, out)
+        return out
 
     def withdraw_in(
         self,

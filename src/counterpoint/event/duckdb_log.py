@@ -200,6 +200,9 @@ class DuckDBEventLog:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        if query.exclude_function is not None:
+            where.append("function IS DISTINCT FROM ?")
+            params.append(query.exclude_function)
         if query.before is not None:
             where.append("(occurred_at < ? OR (occurred_at = ? AND seq < ?))")
             params += [query.before[0], query.before[0], query.before[1]]
@@ -240,6 +243,51 @@ class DuckDBEventLog:
                 )
                 .fetchall()
             )
+        return len(rows)
+
+    def redact(self, subjects: Sequence[str], pseudonym: str) -> int:
+        if not subjects:
+            return 0
+        marks = ", ".join("?" for _ in subjects)
+        anons = [s.partition(":")[2] for s in subjects if s.startswith("anon:")]
+        with self._write_lock:
+            cur = self._cursor()
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                rows = cur.execute(
+                    "UPDATE event_log SET subject = ?, subject_hash = hash(?), payload = '{}', "
+                    "anonymous_id = NULL, event_name = NULL, actor_id = NULL "
+                    f"WHERE subject_hash IN ({', '.join('hash(?)' for _ in subjects)}) "
+                    f"AND subject IN ({marks}) RETURNING seq",
+                    [pseudonym, pseudonym, *subjects, *subjects],
+                ).fetchall()
+                if anons:
+                    cur.execute(
+                        "UPDATE event_log SET anonymous_id = NULL "
+                        f"WHERE anonymous_id IN ({', '.join('?' for _ in anons)})",
+                        anons,
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("CHECKPOINT")
+        return len(rows)
+
+    def purge_quarantined(self, mentions: Sequence[str]) -> int:
+        needles = sorted({m.lower() for m in mentions if m})
+        if not needles:
+            return 0
+        where = " OR ".join(
+            "contains(lower(raw), ?) OR contains(lower(detail), ?)" for _ in needles
+        )
+        with self._write_lock:
+            cur = self._cursor()
+            rows = cur.execute(
+                f"DELETE FROM quarantine WHERE {where} RETURNING id",
+                [n for n in needles for _ in (0, 1)],
+            ).fetchall()
+            cur.execute("CHECKPOINT")
         return len(rows)
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -45,8 +46,15 @@ class WriteKeys:
         self._cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._lock = threading.Lock()
 
-    def create(self, name: str, *, trusted: bool = False) -> tuple[KeyInfo, str]:
-        """A new key; the secret is returned once and never stored."""
+    def create(
+        self,
+        name: str,
+        *,
+        trusted: bool = False,
+        on_commit: Callable[[Session, KeyInfo], None] | None = None,
+    ) -> tuple[KeyInfo, str]:
+        """A new key; the secret is returned once and never stored. ``on_commit`` adds to the
+        same transaction (the audit record)."""
         secret = "cpk_" + secrets.token_urlsafe(24)
         row = WriteKey(
             id=new_id("wk"),
@@ -56,16 +64,23 @@ class WriteKeys:
             created_at=self._clock.now(),
             revoked_at=None,
         )
+        info = KeyInfo(row.id, row.name, row.trusted)
         with self._sessions.begin() as session:
             session.add(row)
-        return KeyInfo(row.id, row.name, row.trusted), secret
+            if on_commit is not None:
+                on_commit(session, info)
+        return info, secret
 
-    def revoke(self, key_id: str) -> bool:
+    def revoke(
+        self, key_id: str, *, on_commit: Callable[[Session, KeyInfo], None] | None = None
+    ) -> bool:
         with self._sessions.begin() as session:
             row = session.get(WriteKey, key_id)
             if row is None or row.revoked_at is not None:
                 return False
             row.revoked_at = self._clock.now()
+            if on_commit is not None:
+                on_commit(session, KeyInfo(row.id, row.name, row.trusted))
         with self._lock:
             self._cache.clear()
         return True

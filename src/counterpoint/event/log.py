@@ -79,6 +79,8 @@ class TimelineQuery:
     channel: str | None = None
     brand: str | None = None
     function: str | None = None
+    exclude_function: str | None = None
+    """Leave out events of this function (events without a function stay)."""
     before: tuple[dt.datetime, int] | None = None
     """Keyset cursor: only events strictly older than (occurred_at, seq)."""
     limit: int = 50
@@ -131,6 +133,19 @@ class EventLog(Protocol):
         self, ids: Sequence[int], status: QuarantineStatus, note: str, at: dt.datetime
     ) -> int:
         """Mark open entries replayed or discarded; returns how many changed."""
+        ...
+
+    def redact(self, subjects: Sequence[str], pseudonym: str) -> int:
+        """Erasure: events of ``subjects`` get ``subject = pseudonym``, an empty payload and no
+        anonymous id, event name or acting user's id (channel, action, times, brand, content,
+        function, market and synthetic are kept: the aggregates). Anonymous ids of the form
+        ``anon:<id>`` among ``subjects`` are cleared wherever they appear. Returns how many
+        events changed. Sequence numbers and message ids stay, so de-duplication still works."""
+        ...
+
+    def purge_quarantined(self, mentions: Sequence[str]) -> int:
+        """Erasure: delete quarantine entries whose raw text or detail contains any of
+        ``mentions`` (case-insensitive); returns how many were deleted."""
         ...
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Engine, Table, func, select, text, update
+from sqlalchemy import Engine, Table, delete, func, or_, select, text, update
 
 from counterpoint.event.arrow import LOG_SCHEMA, event_from_row, events_to_arrow
 from counterpoint.event.canonical import LOG_COLUMNS, LogEvent
@@ -137,6 +137,8 @@ class PostgresEventLog:
             value = getattr(query, column)
             if value is not None:
                 stmt = stmt.where(_LOG.c[column] == value)
+        if query.exclude_function is not None:
+            stmt = stmt.where(_LOG.c.function.is_distinct_from(query.exclude_function))
         if query.before is not None:
             at, seq = query.before
             stmt = stmt.where(
@@ -169,6 +171,42 @@ class PostgresEventLog:
                 .values(status=status.value, resolved_at=at, note=note)
             )
         return result.rowcount
+
+    def redact(self, subjects: Sequence[str], pseudonym: str) -> int:
+        if not subjects:
+            return 0
+        anons = [s.partition(":")[2] for s in subjects if s.startswith("anon:")]
+        with self._engine.begin() as conn:
+            changed = conn.execute(
+                update(_LOG)
+                .where(_LOG.c.subject.in_(list(subjects)))
+                .values(
+                    subject=pseudonym,
+                    payload="{}",
+                    anonymous_id=None,
+                    event_name=None,
+                    actor_id=None,
+                )
+            ).rowcount
+            if anons:
+                conn.execute(
+                    update(_LOG).where(_LOG.c.anonymous_id.in_(anons)).values(anonymous_id=None)
+                )
+        return int(changed)
+
+    def purge_quarantined(self, mentions: Sequence[str]) -> int:
+        needles = sorted({m.lower() for m in mentions if m})
+        if not needles:
+            return 0
+        condition = or_(
+            *(
+                func.strpos(func.lower(column), needle) > 0
+                for needle in needles
+                for column in (_Q.c.raw, _Q.c.detail)
+            )
+        )
+        with self._engine.begin() as conn:
+            return int(conn.execute(delete(_Q).where(condition)).rowcount)
 
     def close(self) -> None:
         """The engine belongs to the caller."""

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, Protocol, TypeVar
 
+from counterpoint.consent.ledger import ConsentState, Purpose
+from counterpoint.consent.schemas import check_consent_event, consent_state_of, read_purpose
 from counterpoint.event.canonical import (
     Action,
     ActorType,
@@ -65,6 +67,9 @@ class BatchContext:
     max_event_bytes: int = 32 * 1024
     max_future: dt.timedelta = dt.timedelta(days=1)
     """Corrected timestamps later than ``received_at`` plus this are refused."""
+    trusted: bool = False
+    """Whether the source is a trusted (server-side) one that may send consent grants.
+    Unknown means untrusted: a grant from a source not known to be trusted is refused."""
 
 
 REASON_CODES: Final[Mapping[str, str]] = {
@@ -80,6 +85,8 @@ REASON_CODES: Final[Mapping[str, str]] = {
     "unknown_channel": "properties.channel is not a channel code",
     "missing_action": "a track call that is not a semantic e-mail event has no action",
     "unknown_action": "properties.action is not an action code",
+    "invalid_consent": "a consent event has a missing or invalid channel, purpose, market or proof",
+    "untrusted_consent_grant": "a consent grant came from a write key not marked trusted",
 }
 """Every ``Rejection.reason_code`` with its meaning (docs/events.md has the fixes)."""
 
@@ -147,6 +154,8 @@ _CONSUMED: Final = frozenset(
     }
 )
 """Keys of ``properties`` that become columns of the event (and leave ``payload.properties``)."""
+_CONSUMED_CONSENT: Final = _CONSUMED - {"channel"}
+"""Consent events keep ``properties.channel`` (a consent channel, not an interaction one)."""
 _CONSUMED_PAGE: Final = _CONSUMED - {"action"}
 """Pages and screens are always ``visited``: their ``properties.action`` is not interpreted."""
 
@@ -169,6 +178,7 @@ _GROUP: Final = EventKind.GROUP
 _ALIAS: Final = EventKind.ALIAS
 _VISITED: Final = Action.VISITED
 _BOUNCED: Final = Action.BOUNCED
+_UNSUBSCRIBED: Final = Action.UNSUBSCRIBED
 _CAMPAIGN_EMAIL: Final = Channel.CAMPAIGN_EMAIL
 _MEDICAL_INQUIRY: Final = Channel.MEDICAL_INQUIRY
 _MEDICAL: Final = Function.MEDICAL
@@ -839,7 +849,10 @@ def _map(raw: dict[str, Any], ctx: BatchContext, implied_type: str | None) -> Lo
                 )
         email_action = EMAIL_EVENTS.get(event_name)
         value, other = pget("channel"), pget("action")
-        if email_action is None and type(value) is str and type(other) is str:
+        consent = None if event_name[0] not in "cC" else consent_state_of(event_name)
+        if consent is not None:
+            channel, action = None, None
+        elif email_action is None and type(value) is str and type(other) is str:
             channel = _CHANNELS.get(value)
             action = _ACTIONS.get(other)
             if channel is None or action is None:
@@ -848,8 +861,9 @@ def _map(raw: dict[str, Any], ctx: BatchContext, implied_type: str | None) -> Lo
             channel, action = _CAMPAIGN_EMAIL, email_action
         else:
             channel, action = _track_channel_action(event_name, props)
-        consumed = _CONSUMED
+        consumed = _CONSUMED if consent is None else _CONSUMED_CONSENT
     else:
+        consent = None
         event_name = _text(get("name"), "name")
         channel = _page_channel(kind, pget("channel"))
         action = _VISITED
@@ -879,7 +893,7 @@ def _map(raw: dict[str, Any], ctx: BatchContext, implied_type: str | None) -> Lo
     if value is not None:
         synthetic = _flag(value, "properties.synthetic") or synthetic
     # Positional, in field order: keyword arguments cost a microsecond more per event.
-    return _new_event(
+    event = _new_event(
         message_id,
         kind,
         subject,
@@ -904,6 +918,31 @@ def _map(raw: dict[str, Any], ctx: BatchContext, implied_type: str | None) -> Lo
         payload,
         synthetic,
     )
+    if consent is not None or action is _UNSUBSCRIBED:
+        _check_consent(event, consent, props, ctx)
+    return event
+
+
+def _check_consent(
+    event: LogEvent, consent: ConsentState | None, props: Mapping[str, object], ctx: BatchContext
+) -> None:
+    """Consent events become ledger records: refuse here what the ledger could not record,
+    and grants from sources not trusted (docs/consent.md)."""
+    if consent is None:  # an unsubscribe: a revocation for one purpose, or all of them
+        purpose = read_purpose(props.get("purpose"), required=False)
+        if purpose is None or isinstance(purpose, Purpose):
+            return
+        _refuse(purpose.code, purpose.field, purpose.detail, purpose.fix)
+    problem = check_consent_event(
+        consent,
+        props,
+        trusted=ctx.trusted,
+        market=event.market,
+        brand=event.brand,
+        occurred_at=event.occurred_at,
+    )
+    if problem is not None:
+        _refuse(problem.code, problem.field, problem.detail, problem.fix)
 
 
 def _bounce_type(properties: dict[str, Any]) -> dict[str, Any]:

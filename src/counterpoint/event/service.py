@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 
 from counterpoint.errors import (
     CounterpointError,
@@ -132,6 +133,24 @@ class IngestService:
         self._clock = clock
         self._max_event = max_event_bytes
         self._max_batch = max_batch_bytes
+        self._erased_events: Callable[[list[LogEvent]], list[LogEvent]] | None = None
+        self._erased_arrow: Callable[[pa.Table], pa.Table] | None = None
+        self._erased_quarantine: Callable[[list[QuarantineEntry]], list[QuarantineEntry]] | None = (
+            None
+        )
+
+    def set_erasure_filter(
+        self,
+        events: Callable[[list[LogEvent]], list[LogEvent]],
+        arrow: Callable[[pa.Table], pa.Table],
+        quarantine: Callable[[list[QuarantineEntry]], list[QuarantineEntry]] | None = None,
+    ) -> None:
+        """Privacy hook: events of erased people are stored under their pseudonym with an
+        empty payload, and their refused events are not kept in the quarantine. Each filter
+        returns its input unchanged when nobody was erased."""
+        self._erased_events = events
+        self._erased_arrow = arrow
+        self._erased_quarantine = quarantine
 
     # --- HTTP -----------------------------------------------------------------------
     def _body(self, call: SegmentCall) -> bytes:
@@ -213,6 +232,7 @@ class IngestService:
             sent_at=_parse_time(sent_at),
             source=key.id,
             max_event_bytes=self._max_event,
+            trusted=key.trusted,  # consent grants only from trusted keys (docs/consent.md)
         )
         events: list[LogEvent] = []
         quarantine: list[QuarantineEntry] = []
@@ -258,6 +278,10 @@ class IngestService:
     async def ingest(self, call: SegmentCall) -> IngestResult:
         """Accept a request; returns only once its events and quarantine entries are durable."""
         _, events, quarantine, errors = self.prepare(call)
+        if self._erased_events is not None and events:
+            events = self._erased_events(events)
+        if self._erased_quarantine is not None and quarantine:
+            quarantine = self._erased_quarantine(quarantine)
         if not events and not quarantine:
             return IngestResult(0, 0, 0, [])
         result = await asyncio.wrap_future(self._committer.submit(events, quarantine))
@@ -312,6 +336,10 @@ class IngestService:
                 )
                 report.errors.append(error)
                 quarantine.append(_row_quarantine({"line": text}, [error], source, now))
+            if self._erased_arrow is not None:
+                valid = self._erased_arrow(valid)
+            if self._erased_quarantine is not None and quarantine:
+                quarantine = self._erased_quarantine(quarantine)
             result = self._log.append_arrow(valid, quarantine)
             report.rows += chunk.size + len(chunk.bad_lines)
             report.accepted += result.accepted
@@ -361,7 +389,8 @@ class IngestService:
         raw: Any = corrected if corrected is not None else json.loads(item.entry.raw)
         now = self._clock.now()
         event = self._revalidate(item, raw, now)
-        result = self._log.append([event])
+        events = [event] if self._erased_events is None else self._erased_events([event])
+        result = self._log.append(events)
         note = "replayed with a correction" if corrected is not None else "replayed as stored"
         self._log.resolve_quarantined([entry_id], QuarantineStatus.REPLAYED, note, now)
         return result

@@ -23,6 +23,7 @@ __all__ = [
     "Verb",
     "can_see_hcp",
     "is_allowed",
+    "permission_table",
     "reads_medical_content",
 ]
 
@@ -183,3 +184,31 @@ def can_see_hcp(
     if principal.role in TERRITORY_ROLES:
         return bool(principal.territories) and _within(principal.territories, territories)
     return True
+
+
+_SHORT = {
+    Role.ADMIN: "admin",
+    Role.BRAND_MANAGER: "BM",
+    Role.MARKETING_OPS: "MOps",
+    Role.SALES_REP: "rep",
+    Role.KAM: "KAM",
+    Role.MSL: "MSL",
+    Role.MEDICAL_AFFAIRS: "MA",
+    Role.MLR_REVIEWER: "MLR",
+    Role.COMPLIANCE_AUDITOR: "audit",
+    Role.DATA_ANALYST: "analyst",
+}
+
+
+def permission_table() -> str:
+    """The rule set as a Markdown table (docs/access.md holds exactly this)."""
+    lines = [
+        "| resource | verb | " + " | ".join(_SHORT[r] for r in Role) + " |",
+        "|---|---|" + "---|" * len(Role),
+    ]
+    for resource in Resource:
+        for verb in Verb:
+            if any(is_allowed(r, resource, verb) for r in Role):
+                marks = " | ".join("✔" if is_allowed(r, resource, verb) else "" for r in Role)
+                lines.append(f"| `{resource.value}` | {verb.value} | {marks} |")
+    return "\n".join(lines)

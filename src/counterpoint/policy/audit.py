@@ -13,7 +13,7 @@ import getpass
 import hashlib
 import json
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.errors import ValidationFailedError
 from counterpoint.kit.clock import Clock
+from counterpoint.kit.db import upsert
 from counterpoint.policy.access import Principal
 from counterpoint.policy.models import AuditHead, AuditRecord
+from counterpoint.privacy.fingerprint import pseudonymise_key
 
 __all__ = ["GENESIS", "Actor", "AuditTrail", "Tampering", "record_hash"]
 
@@ -148,9 +150,15 @@ def require_reason(reason: str | None, what: str) -> str:
 
 
 class AuditTrail:
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock) -> None:
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, secret: str) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._secret = secret
+
+    def pseudonym(self, key: str) -> str:
+        """An identifier key as an audit record may hold it (``npi:#3fa9…``): the trail is
+        immutable, so it never holds an identifier an erasure would have to remove."""
+        return pseudonymise_key(key, self._secret)
 
     def record(
         self,
@@ -170,12 +178,16 @@ class AuditTrail:
         database write lock on SQLite) before the previous hash is read, so concurrent writers
         chain one after another and never fork the chain.
         """
-        bumped = session.execute(
-            update(AuditHead).where(AuditHead.id == _HEAD_ID).values(seq=AuditHead.seq + 1)
-        )
-        if bumped.rowcount == 0:  # type: ignore[attr-defined]
-            session.add(AuditHead(id=_HEAD_ID, seq=1, hash=GENESIS))
-            session.flush()
+        bump = update(AuditHead).where(AuditHead.id == _HEAD_ID).values(seq=AuditHead.seq + 1)
+        if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+            # The first record ever: create the head (racing creators: one wins, all bump).
+            upsert(
+                session,
+                AuditHead.__table__,
+                [{"id": _HEAD_ID, "seq": 0, "hash": GENESIS}],
+                keys=["id"],
+            )
+            session.execute(bump)
         head = session.execute(
             select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == _HEAD_ID)
         ).one()
@@ -215,6 +227,21 @@ class AuditTrail:
         )
         session.execute(update(AuditHead).where(AuditHead.id == _HEAD_ID).values(hash=digest))
         return seq
+
+    def key_change(self, actor: Actor, action: str) -> Callable[[Session, Any], None]:
+        """A hook for write-key changes (``WriteKeys.create/revoke(on_commit=…)``)."""
+
+        def write(session: Session, key: Any) -> None:
+            self.record(
+                session,
+                actor,
+                action,
+                "write_key",
+                key.id,
+                after={"name": key.name, "trusted": key.trusted},
+            )
+
+        return write
 
     def iter_records(
         self,

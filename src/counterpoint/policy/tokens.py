@@ -25,7 +25,7 @@ from counterpoint.errors import (
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.ids import new_id
 from counterpoint.policy.access import Principal, Role
-from counterpoint.policy.audit import Actor, AuditTrail
+from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.policy.models import ApiToken, User
 from counterpoint.profile.validation import country_codes, normalise_market
 
@@ -164,6 +164,7 @@ class Users:
         return user
 
     def disable(self, name_or_id: str, actor: Actor, reason: str) -> dict[str, object]:
+        reason = require_reason(reason, "disabling a user")
         with self._sessions.begin() as session:
             user = self.get(session, name_or_id)
             before = user_dict(user)

@@ -462,6 +462,160 @@ class ProfileRepository:
             found.update(self.session.scalars(select(Hco.id).where(Hco.id.in_(batch))))
         return found
 
+    # --- erasure (privacy) --------------------------------------------------------------
+    def origins_of(self, keys: Sequence[str], hcp_ids: Sequence[str]) -> set[str]:
+        """Every profile id ever issued for these identifiers or ids (for erasure)."""
+        rows = self.session.scalars(
+            select(ProfileOrigin.hcp_id).where(
+                ProfileOrigin.identifier.in_(list(keys)) | ProfileOrigin.hcp_id.in_(list(hcp_ids))
+            )
+        )
+        return set(rows)
+
+    def erase(self, keys: Sequence[str], hcp_ids: Sequence[str], pseudonym: str) -> dict[str, int]:
+        """Remove a person from the customer record (GDPR erasure): profiles, identities,
+        identity evidence and separations, attributes, affiliations, origins and merge records
+        of these identifiers and profile ids are deleted; their engagement counts move to the
+        identifier ``pseudonym`` (counts add up). Returns rows deleted per table."""
+        keys, ids = list(keys), list(hcp_ids)
+        counts: dict[str, int] = {}
+
+        def gone(name: str, statement: Any) -> None:
+            counts[name] = counts.get(name, 0) + int(self.session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+        observations = list(
+            self.session.scalars(
+                select(IdentityObservationMember.observation_id).where(
+                    IdentityObservationMember.identifier.in_(keys)
+                )
+            )
+        )
+        gone(
+            "identity_observation_member",
+            delete(IdentityObservationMember).where(
+                IdentityObservationMember.observation_id.in_(observations)
+            ),
+        )
+        gone(
+            "identity_observation",
+            delete(IdentityObservation).where(IdentityObservation.id.in_(observations)),
+        )
+        separations = list(
+            self.session.scalars(
+                select(IdentitySeparationMember.separation_id).where(
+                    IdentitySeparationMember.identifier.in_(keys)
+                )
+            )
+        )
+        gone(
+            "identity_separation_member",
+            delete(IdentitySeparationMember).where(
+                IdentitySeparationMember.separation_id.in_(separations)
+            ),
+        )
+        gone(
+            "identity_separation",
+            delete(IdentitySeparation).where(IdentitySeparation.id.in_(separations)),
+        )
+        gone(
+            "merge_record",
+            delete(MergeRecord).where(MergeRecord.survivor.in_(ids) | MergeRecord.other.in_(ids)),
+        )
+        gone(
+            "attribute_observation",
+            delete(AttributeObservation).where(AttributeObservation.identifier.in_(keys)),
+        )
+        gone("affiliation", delete(Affiliation).where(Affiliation.identifier.in_(keys)))
+        gone(
+            "profile_origin",
+            delete(ProfileOrigin).where(
+                ProfileOrigin.identifier.in_(keys) | ProfileOrigin.hcp_id.in_(ids)
+            ),
+        )
+        gone(
+            "identity",
+            delete(Identity).where(Identity.key.in_(keys) | Identity.hcp_id.in_(ids)),
+        )
+        gone("hcp", delete(Hcp).where(Hcp.id.in_(ids) | Hcp.merged_into.in_(ids)))
+        self._rekey_engagement(keys, pseudonym)
+        return counts
+
+    def _rekey_engagement(self, keys: list[str], pseudonym: str) -> None:
+        days: Counter[tuple[Any, ...]] = Counter()
+        for d in self.session.scalars(
+            select(EngagementDay).where(EngagementDay.identifier.in_(keys))
+        ):
+            days[(d.day, d.channel, d.action, d.function)] += d.count
+        last: dict[str, tuple[dt.datetime, str]] = {}
+        for x in self.session.scalars(
+            select(EngagementLast).where(EngagementLast.identifier.in_(keys))
+        ):
+            if x.channel not in last or x.last_at > last[x.channel][0]:
+                last[x.channel] = (x.last_at, x.last_action)
+        content: dict[str, tuple[str | None, int, dt.datetime]] = {}
+        for c in self.session.scalars(
+            select(EngagementContent).where(EngagementContent.identifier.in_(keys))
+        ):
+            brand, count, at = content.get(c.content_id, (c.brand, 0, c.last_at))
+            content[c.content_id] = (brand or c.brand, count + c.count, max(at, c.last_at))
+        for model in (EngagementDay, EngagementLast, EngagementContent):
+            self.session.execute(delete(model).where(model.identifier.in_(keys)))
+        day_t, last_t, content_t = (
+            EngagementDay.__table__,
+            EngagementLast.__table__,
+            EngagementContent.__table__,
+        )
+        if days:
+            upsert(
+                self.session,
+                day_t,
+                [
+                    {
+                        "identifier": pseudonym,
+                        "day": d,
+                        "channel": ch,
+                        "action": a,
+                        "function": f,
+                        "count": n,
+                    }
+                    for (d, ch, a, f), n in days.items()
+                ],
+                keys=["identifier", "day", "channel", "action", "function"],
+                update={"count": lambda s: day_t.c["count"] + s.excluded["count"]},
+            )
+        if last:
+            upsert(
+                self.session,
+                last_t,
+                [
+                    {"identifier": pseudonym, "channel": ch, "last_at": at, "last_action": a}
+                    for ch, (at, a) in last.items()
+                ],
+                keys=["identifier", "channel"],
+                update={
+                    "last_at": lambda s: s.excluded["last_at"],
+                    "last_action": lambda s: s.excluded["last_action"],
+                },
+                where=lambda s: s.excluded["last_at"] >= last_t.c["last_at"],
+            )
+        if content:
+            upsert(
+                self.session,
+                content_t,
+                [
+                    {
+                        "identifier": pseudonym,
+                        "content_id": cid,
+                        "brand": b,
+                        "count": n,
+                        "last_at": at,
+                    }
+                    for cid, (b, n, at) in content.items()
+                ],
+                keys=["identifier", "content_id"],
+                update={"count": lambda s: content_t.c["count"] + s.excluded["count"]},
+            )
+
     def clear_derived(self) -> None:
         for model in DERIVED_TABLES:
             self.session.execute(delete(model))

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from counterpoint.errors import NotFoundError, ValidationFailedError
+from counterpoint.errors import CounterpointError, NotFoundError, ValidationFailedError
 from counterpoint.event.canonical import EventKind, Function, LogEvent
 from counterpoint.event.log import EventLog, StoredEvent, TimelineQuery
 from counterpoint.kit.clock import Clock
@@ -34,7 +34,14 @@ from counterpoint.profile.validation import (
     validate_hcp_row,
 )
 
-__all__ = ["HcpRef", "MasterDataReport", "ProfileService", "redact_medical"]
+__all__ = ["ErasedError", "HcpRef", "MasterDataReport", "ProfileService", "redact_medical"]
+
+
+class ErasedError(CounterpointError):
+    """The person was erased at their request (GDPR): nothing is held about them."""
+
+    status = 410
+    code = "erased"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +138,29 @@ class ProfileService:
         self._projector = projector
         self._clock = clock
         self._specialties = specialties
+        self._erased: Callable[[str], bool] | None = None
+
+    def set_erasure_check(self, erased: Callable[[str], bool]) -> None:
+        """Privacy hook: ``erased(key)`` says whether an identifier key (or ``hcp:<id>``)
+        belongs to an erased person; lookups then answer 410 and imports refuse the row."""
+        self._erased = erased
+
+    def _refuse_erased(self, key: str, what: str, field_name: str) -> None:
+        if self._erased is not None and self._erased(key):
+            raise ErasedError(
+                f"{what} belongs to a person erased at their request",
+                field=field_name,
+                fix="none: the person asked to be forgotten",
+            )
 
     # --- reads ----------------------------------------------------------------------
     def find_by_identifier(self, text: str) -> str | None:
         key = parse_user_id(text, field="identifier").key
         with self._sessions() as session:
-            return ProfileRepository(session).profiles_of([key]).get(key)
+            found = ProfileRepository(session).profiles_of([key]).get(key)
+        if found is None:
+            self._refuse_erased(key, "the identifier", "identifier")
+        return found
 
     def get_by_identifier(self, text: str, *, viewer: Principal | None = None) -> dict[str, Any]:
         hcp_id = self.find_by_identifier(text)
@@ -195,6 +219,7 @@ class ProfileService:
             seen.add(profile.merged_into)
             profile = repo.get_profile(profile.merged_into)
         if profile is None:
+            self._refuse_erased(f"hcp:{hcp_id}", "this HCP id", "hcp_id")
             raise NotFoundError(
                 f"no HCP {hcp_id!r}",
                 field="hcp_id",
@@ -292,12 +317,19 @@ class ProfileService:
             profile = self._live(repo, hcp_id)
             self._check_scope(profile, hcp_id, viewer)
             keys = repo.identities_of([profile.id]).get(profile.id, [])
+        hidden = None
         if not medical and not self._medical_visible:
             if function == Function.MEDICAL.value:
                 return profile.id, []
-            function = Function.COMMERCIAL.value
+            hidden = Function.MEDICAL.value
         query = TimelineQuery(
-            keys, channel=channel, brand=brand, function=function, before=before, limit=limit
+            keys,
+            channel=channel,
+            brand=brand,
+            function=function,
+            exclude_function=hidden,
+            before=before,
+            limit=limit,
         )
         items = self._log.timeline(query)
         if not medical:
@@ -338,8 +370,11 @@ class ProfileService:
                 "hcp.unmerge",
                 "hcp",
                 profile.id,
-                before={"identifiers": sorted(held)},
-                after={"identifiers": rest, "separated": keys},
+                before={"identifiers": [self._audit.pseudonym(k) for k in sorted(held)]},
+                after={
+                    "identifiers": [self._audit.pseudonym(k) for k in rest],
+                    "separated": [self._audit.pseudonym(k) for k in keys],
+                },
                 reason=reason,
             )
 
@@ -375,6 +410,8 @@ class ProfileService:
             for number, row in chunk.numbered():
                 report.rows += 1
                 result = validate(row, row_number=number, file=path.name)
+                if not isinstance(result, list) and self._erased is not None:
+                    result = self._erased_row(result, number, path.name)
                 if isinstance(result, list):
                     report.rejected.extend(result)
                     rejected_rows.append((number, row))
@@ -390,6 +427,29 @@ class ProfileService:
         if rejected_rows:
             report.reject_file = _write_rejects(path, columns, rejected_rows, report.rejected)
         return records
+
+    def _erased_row(self, record: Any, number: int, file: str) -> Any:
+        """A row naming an erased person is rejected (their identifiers are fingerprinted)."""
+        assert self._erased is not None
+        if isinstance(record, HcpRecord):
+            keys = [(i.type.value, i.key) for i in record.identifiers]
+        elif isinstance(record, AffiliationRecord):
+            keys = [("hcp", record.hcp.key)]
+        else:
+            return record
+        for column, key in keys:
+            if self._erased(key):
+                return [
+                    RowError(
+                        file,
+                        number,
+                        column,
+                        "",
+                        "erased person",
+                        "none: the person asked to be forgotten",
+                    )
+                ]
+        return record
 
     def import_master_data(
         self,

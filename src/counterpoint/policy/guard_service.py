@@ -1,0 +1,354 @@
+"""The guard's I/O: load what is known of the HCP, call the pure decision, record refusals.
+
+Consent is read fresh from the ledger on every check (never cached: a withdrawal takes
+effect at once); the market's policy is cached for a few seconds (``ContactService.policy``).
+``check_many`` loads everything for many candidates in bulk (a few queries per 500 HCPs)
+and decides them with the vectorised kernel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from counterpoint.consent.ledger import ConsentRecord, Purpose
+from counterpoint.consent.service import ConsentService
+from counterpoint.errors import NotFoundError
+from counterpoint.event.canonical import Action, ActorType, Channel, EventKind, Function, LogEvent
+from counterpoint.event.log import EventLog
+from counterpoint.kit.clock import Clock
+from counterpoint.kit.ids import new_id
+from counterpoint.policy.access import Principal, Role, can_see_hcp
+from counterpoint.policy.contact import ContactPolicy
+from counterpoint.policy.contact_service import ContactFacts, ContactService
+from counterpoint.policy.guard import (
+    Candidate,
+    ContentCheck,
+    Decision,
+    HcpFacts,
+    decide,
+    encode,
+    kernel,
+)
+from counterpoint.profile.models import Hcp, Identity, ProfileOrigin
+from counterpoint.profile.service import HcpRef, ProfileService
+
+__all__ = ["CheckRequest", "GuardService"]
+
+_IN_BATCH = 500
+_ACTOR_TYPES = {
+    Role.SALES_REP: ActorType.REP,
+    Role.KAM: ActorType.KAM,
+    Role.MSL: ActorType.MSL,
+    Role.MEDICAL_AFFAIRS: ActorType.MEDICAL_AFFAIRS,
+    Role.BRAND_MANAGER: ActorType.MARKETING,
+    Role.MARKETING_OPS: ActorType.MARKETING,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    hcp_id: str
+    channel: Channel
+    purpose: Purpose
+    brand: str | None = None
+    content_id: str | None = None
+    content_type: str | None = None
+    at: dt.datetime | None = None
+
+
+def _batches(values: Iterable[str]) -> Iterable[list[str]]:
+    items = sorted(set(values))
+    for start in range(0, len(items), _IN_BATCH):
+        yield items[start : start + _IN_BATCH]
+
+
+def _facts(ref: HcpRef, consents: Sequence[ConsentRecord], known: ContactFacts) -> HcpFacts:
+    return HcpFacts(
+        hcp_id=ref.id,
+        market=ref.market,
+        time_zone=ref.time_zone,
+        consents=tuple(consents),
+        touches=tuple(known.touches),
+        last_touch=dict(known.last_touch),
+        dnc=tuple(known.dnc),
+        suppressed=frozenset(known.suppressed),
+    )
+
+
+def _since(policy: ContactPolicy, at: dt.datetime) -> dt.date:
+    return at.astimezone(dt.UTC).date() - dt.timedelta(days=max(policy.longest_period_days, 1))
+
+
+class GuardService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        profiles: ProfileService,
+        consents: ConsentService,
+        contact: ContactService,
+        log: EventLog,
+        clock: Clock,
+        *,
+        content_checks: Sequence[ContentCheck] = (),
+    ) -> None:
+        self._sessions = sessions
+        self._profiles = profiles
+        self._consents = consents
+        self._contact = contact
+        self._log = log
+        self._clock = clock
+        self.content_checks: list[ContentCheck] = list(content_checks)
+        """Checks of the content a candidate carries; the content domain registers here."""
+
+    # --- one candidate ------------------------------------------------------------------
+    def check(
+        self,
+        request: CheckRequest,
+        *,
+        role: Role | None,
+        viewer: Principal | None = None,
+        actor: str | None = None,
+        record_refusal: bool = False,
+    ) -> Decision:
+        """The guard's decision for one contact. ``role`` acts (None: automated
+        orchestration); ``viewer`` limits which HCPs exist (outside: ``unknown_hcp``);
+        ``record_refusal`` (real send paths) appends a ``refused`` event."""
+        at = request.at or self._clock.now()
+        candidate = self._candidate(request, role, at)
+        try:
+            ref = self._profiles.resolve(request.hcp_id, viewer=viewer)
+        except NotFoundError:
+            return decide(None, self._contact.policy(None), candidate)
+        policy = self._contact.policy(ref.market)
+        consents = self._consents.records(ref)  # fresh, every time
+        with self._sessions() as session:
+            known = self._contact.facts_of(session, [ref], _since(policy, at))[ref.id]
+        decision = decide(_facts(ref, consents, known), policy, candidate, self.content_checks)
+        if record_refusal and not decision.allowed:
+            self._record([(ref, candidate, decision)], role, actor)
+        return decision
+
+    @staticmethod
+    def _candidate(request: CheckRequest, role: Role | None, at: dt.datetime) -> Candidate:
+        return Candidate(
+            channel=request.channel,
+            purpose=request.purpose,
+            at=at,
+            brand=request.brand,
+            content_id=request.content_id,
+            role=role,
+            content_type=request.content_type,
+        )
+
+    # --- many candidates ----------------------------------------------------------------
+    def check_many(
+        self,
+        requests: Sequence[CheckRequest],
+        *,
+        role: Role | None,
+        viewer: Principal | None = None,
+        actor: str | None = None,
+        record_refusal: bool = False,
+    ) -> list[Decision]:
+        """Decisions for many candidates: bulk loads, then the vectorised kernel."""
+        now = self._clock.now()
+        refs = self.resolve_many((r.hcp_id for r in requests), viewer)
+        unique = {ref.id: ref for ref in refs.values()}
+        consents = self._consents.records_of_many(unique.values())
+        policies = {ref.id: self._contact.policy(ref.market) for ref in unique.values()}
+        since = min(
+            (
+                _since(policies[refs[r.hcp_id].id], r.at or now)
+                for r in requests
+                if r.hcp_id in refs
+            ),
+            default=now.date(),
+        )
+        with self._sessions() as session:
+            known = self._contact.facts_of(session, list(unique.values()), since)
+        facts = {i: _facts(ref, consents[i], known[i]) for i, ref in unique.items()}
+        fallback = self._contact.policy(None)
+        rows: list[tuple[HcpFacts | None, ContactPolicy, Candidate]] = []
+        for r in requests:
+            ref = refs.get(r.hcp_id)
+            candidate = self._candidate(r, role, r.at or now)
+            if ref is None:
+                rows.append((None, fallback, candidate))
+            else:
+                rows.append((facts[ref.id], policies[ref.id], candidate))
+        allowed, _ = kernel(encode(rows))
+        decisions: list[Decision] = []
+        refused: list[tuple[HcpRef, Candidate, Decision]] = []
+        for i, (row_facts, policy, candidate) in enumerate(rows):
+            if allowed[i] and not self.content_checks:
+                decisions.append(Decision(True))
+                continue
+            # refused rows (and rows needing content checks) get their reasons in words
+            decision = decide(row_facts, policy, candidate, self.content_checks)
+            decisions.append(decision)
+            ref = refs.get(requests[i].hcp_id)
+            if ref is not None and not decision.allowed:
+                refused.append((ref, candidate, decision))
+        if record_refusal and refused:
+            self._record(refused, role, actor)
+        return decisions
+
+    def resolve_many(
+        self, hcp_ids: Iterable[str], viewer: Principal | None = None
+    ) -> dict[str, HcpRef]:
+        """Requested id → the live HCP (following merges), in bulk; ids unknown or outside
+        the viewer's scope are absent. Same answers as ``ProfileService.resolve``."""
+        wanted = set(hcp_ids)
+        with self._sessions() as session:
+            rows = self._profiles_by_id(session, wanted)
+            missing = wanted - rows.keys()
+            if missing:
+                self._add_by_origin(session, missing, rows)
+            live = self._follow_merges(session, rows)
+            live_ids = {h.id for h in live.values()}
+            keys: dict[str, list[str]] = {}
+            for part in _batches(live_ids):
+                for hcp_id, key in session.execute(
+                    select(Identity.hcp_id, Identity.key).where(Identity.hcp_id.in_(part))
+                ):
+                    keys.setdefault(hcp_id, []).append(key)
+            merged = self._merged_into(session, live_ids)
+        out: dict[str, HcpRef] = {}
+        for requested, profile in live.items():
+            if viewer is not None and not can_see_hcp(viewer, profile.market, [profile.territory]):
+                continue
+            out[requested] = HcpRef(
+                id=profile.id,
+                aliases=tuple(sorted({profile.id, requested, *merged.get(profile.id, ())})),
+                identifiers=tuple(sorted(keys.get(profile.id, []))),
+                market=profile.market,
+                territory=profile.territory,
+                time_zone=profile.time_zone,
+                kind=profile.kind,
+            )
+        return out
+
+    @staticmethod
+    def _profiles_by_id(session: Session, ids: Iterable[str]) -> dict[str, Hcp]:
+        found: dict[str, Hcp] = {}
+        for part in _batches(ids):
+            found.update({h.id: h for h in session.scalars(select(Hcp).where(Hcp.id.in_(part)))})
+        return found
+
+    def _add_by_origin(self, session: Session, ids: set[str], rows: dict[str, Hcp]) -> None:
+        """Ids issued before a rebuild lead on through the identifier they were made for."""
+        origin: dict[str, str] = {}
+        for part in _batches(ids):
+            origin.update(
+                dict(
+                    session.execute(
+                        select(ProfileOrigin.hcp_id, ProfileOrigin.identifier).where(
+                            ProfileOrigin.hcp_id.in_(part)
+                        )
+                    ).all()
+                )
+            )
+        holder: dict[str, str] = {}
+        for part in _batches(origin.values()):
+            holder.update(
+                dict(
+                    session.execute(
+                        select(Identity.key, Identity.hcp_id).where(Identity.key.in_(part))
+                    ).all()
+                )
+            )
+        current = self._profiles_by_id(session, holder.values())
+        for requested, key in origin.items():
+            if (hcp_id := holder.get(key)) is not None and hcp_id in current:
+                rows[requested] = current[hcp_id]
+
+    def _follow_merges(self, session: Session, rows: dict[str, Hcp]) -> dict[str, Hcp]:
+        live = dict(rows)
+        seen = {k: {k} for k in live}
+        for _ in range(64):
+            pending = {k: h.merged_into for k, h in live.items() if h.merged_into is not None}
+            pending = {k: t for k, t in pending.items() if t not in seen[k]}
+            if not pending:
+                break
+            targets = self._profiles_by_id(session, pending.values())
+            for k, target in pending.items():
+                seen[k].add(target)
+                if target in targets:
+                    live[k] = targets[target]
+                else:
+                    del live[k]
+        return live
+
+    @staticmethod
+    def _merged_into(session: Session, live_ids: set[str]) -> dict[str, set[str]]:
+        """Every profile id merged (directly or through others) into each live id."""
+        root: dict[str, str] = {i: i for i in live_ids}
+        out: dict[str, set[str]] = {i: set() for i in live_ids}
+        frontier = set(live_ids)
+        while frontier:
+            found: set[str] = set()
+            for part in _batches(frontier):
+                for hcp_id, into in session.execute(
+                    select(Hcp.id, Hcp.merged_into).where(Hcp.merged_into.in_(part))
+                ):
+                    if hcp_id in root or into is None:
+                        continue
+                    root[hcp_id] = root[into]
+                    out[root[into]].add(hcp_id)
+                    found.add(hcp_id)
+            frontier = found
+        return out
+
+    # --- refusal events -----------------------------------------------------------------
+    def _record(
+        self,
+        refused: Sequence[tuple[HcpRef, Candidate, Decision]],
+        role: Role | None,
+        actor: str | None,
+    ) -> None:
+        now = self._clock.now()
+        events: list[LogEvent] = []
+        for ref, c, decision in refused:
+            if not ref.identifiers:
+                continue
+            subject = next((k for k in ref.identifiers if k.startswith("npi:")), ref.identifiers[0])
+            events.append(
+                LogEvent(
+                    message_id=new_id("refusal"),
+                    kind=EventKind.TRACK,
+                    subject=subject,
+                    occurred_at=c.at,
+                    received_at=now,
+                    source="guard",
+                    channel=c.channel,
+                    action=Action.REFUSED,
+                    event_name=f"{c.channel.value} refused",
+                    brand=c.brand,
+                    content_id=c.content_id,
+                    actor_type=_ACTOR_TYPES.get(role, ActorType.SYSTEM)
+                    if role
+                    else ActorType.SYSTEM,
+                    actor_id=(actor or ("system:orchestration" if role is None else role.value))[
+                        :200
+                    ],
+                    function=Function.MEDICAL
+                    if c.purpose is Purpose.MEDICAL
+                    else Function.COMMERCIAL,
+                    market=ref.market,
+                    payload={
+                        "properties": {
+                            "hcp_id": ref.id,
+                            "purpose": c.purpose.value,
+                            "reasons": decision.codes,
+                            "details": [r.detail for r in decision.refusals],
+                        }
+                    },
+                )
+            )
+        if events:
+            self._log.append(events)

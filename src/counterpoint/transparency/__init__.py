@@ -1,0 +1,1 @@
+"""Transfers of value to HCPs and their disclosure. See docs/transfers-of-value.md."""

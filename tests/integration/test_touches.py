@@ -1,0 +1,193 @@
+"""The ``touches`` consumer against the real stores (both deployments), and the ``policy`` and
+``dnc`` commands on the embedded deployment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from tests.conftest import NOW, TEST_ACTOR
+from typer.testing import CliRunner
+
+from counterpoint.cli.app import app
+from counterpoint.consent.ledger import Purpose
+from counterpoint.container import Container
+from counterpoint.event.canonical import Action, Channel, EventKind, LogEvent
+from counterpoint.policy.access import Role
+from counterpoint.policy.guard_service import CheckRequest
+from counterpoint.policy.policy_models import TouchDayRow, TouchLast
+
+NPI = "npi:1234567893"
+COUNTERPOINT = str(Path(sys.executable).with_name("counterpoint"))
+EMAIL = "email:jane@clinic.example"
+_n = [0]
+
+
+def _ev(subject: str, hours_ago: float, channel: Channel, action: Action, **props: Any) -> LogEvent:
+    _n[0] += 1
+    return LogEvent(
+        f"t-{_n[0]}-{hours_ago}",
+        EventKind.TRACK,
+        subject,
+        NOW - dt.timedelta(hours=hours_ago),
+        NOW,
+        "tests",
+        channel=channel,
+        action=action,
+        brand=props.pop("brand", None),
+        payload={"properties": props},
+    )
+
+
+def _identify(container: Container) -> str:
+    traits = {"market": "DE", "email": "jane@clinic.example", "time_zone": "Europe/Berlin"}
+    container.log.append(
+        [LogEvent("id-1", EventKind.IDENTIFY, NPI, NOW, NOW, "tests", payload={"traits": traits})]
+    )
+    container.catch_up()
+    hcp_id = container.profiles.find_by_identifier(NPI)
+    assert hcp_id is not None
+    return hcp_id
+
+
+def _days(container: Container) -> list[tuple[Any, ...]]:
+    with container.sessions() as session:
+        rows = session.scalars(select(TouchDayRow).order_by(TouchDayRow.subject, TouchDayRow.day,
+                                                            TouchDayRow.channel))  # fmt: skip
+        return [(r.subject, r.day, r.channel, r.brand, r.touches, r.reported_touches,
+                 r.reported_minutes) for r in rows]  # fmt: skip
+
+
+def test_touches_are_counted_per_identifier_day_channel_and_brand(container: Container) -> None:
+    hcp_id = _identify(container)
+    container.log.append(
+        [
+            _ev(NPI, 2, Channel.F2F_CALL, Action.CALL_COMPLETED, duration_min=25, brand="ZEN"),
+            _ev(NPI, 3, Channel.F2F_CALL, Action.CALL_COMPLETED, brand="ZEN"),
+            _ev(NPI, 3, Channel.F2F_CALL, Action.SAMPLE_DROPPED, brand="ZEN"),
+            _ev(EMAIL, 30, Channel.CAMPAIGN_EMAIL, Action.SENT),
+            _ev(EMAIL, 29, Channel.CAMPAIGN_EMAIL, Action.OPENED),  # not a touch
+            _ev(EMAIL, 28, Channel.CAMPAIGN_EMAIL, Action.BOUNCED, bounce_type="soft"),
+            _ev(NPI, 48, Channel.WEBINAR, Action.ATTENDED, duration_min="long"),
+            _ev(NPI, 24 * 200, Channel.PHONE, Action.CALL_COMPLETED),  # older than kept
+            _ev(NPI, 1, Channel.SMS, Action.REFUSED),  # a refusal spends nothing
+        ]
+    )
+    container.catch_up()
+    today, yesterday, before = (
+        NOW.date(),
+        NOW.date() - dt.timedelta(1),
+        NOW.date() - dt.timedelta(2),
+    )
+    assert _days(container) == [
+        (EMAIL, yesterday, "campaign_email", "", 1, 0, 0.0),
+        (NPI, before, "webinar", "", 1, 0, 0.0),
+        (NPI, today, "f2f_call", "ZEN", 3, 1, 25.0),
+    ]
+    with container.sessions() as session:
+        last = {(r.subject, r.channel): r.last_at for r in session.scalars(select(TouchLast))}
+    assert last[(NPI, "f2f_call")] == NOW - dt.timedelta(hours=2)
+    assert (NPI, "sms") not in last
+    ref = container.profiles.resolve(hcp_id)
+    assert container.contact.suppressions(ref) == []
+    # the guard reads the budget through every identifier of the HCP
+    container.contact.set_policy(
+        "DE", {"caps": [{"scope": "all", "period_days": 3, "max_touches": 5}]}, TEST_ACTOR, "cap"
+    )
+    visit = CheckRequest(hcp_id, Channel.F2F_CALL, Purpose.PROMOTIONAL)
+    assert container.guard.check(visit, role=Role.SALES_REP).codes == ["no_consent", "over_cap"]
+
+
+def test_hard_bounces_suppress_until_lifted_and_replays_change_nothing(
+    container: Container,
+) -> None:
+    hcp_id = _identify(container)
+    container.log.append([_ev(EMAIL, 10, Channel.REP_EMAIL, Action.BOUNCED, bounce_type="hard")])
+    container.catch_up()
+    ref = container.profiles.resolve(hcp_id)
+    [item] = container.contact.suppressions(ref)
+    assert (item["identifier"], item["channel"]) == (EMAIL, "email")
+    mail = CheckRequest(hcp_id, Channel.CAMPAIGN_EMAIL, Purpose.PROMOTIONAL)
+    assert "suppressed" in container.guard.check(mail, role=None).codes
+    container.contact.lift(ref, item_channel(item), "address corrected", TEST_ACTOR)
+    assert "suppressed" not in container.guard.check(mail, role=None).codes
+    counts = _days(container)
+    touches = next(c for c in container.consumers if c.name == "touches")
+    touches.rebuild()
+    assert _days(container) == counts
+    assert container.contact.suppressions(ref) == []  # the lift survives a rebuild
+    container.log.append(
+        [_ev(EMAIL, 1, Channel.CAMPAIGN_EMAIL, Action.BOUNCED, bounce_type="hard")]
+    )
+    container.catch_up()
+    assert len(container.contact.suppressions(ref)) == 1  # a newer hard bounce suppresses again
+    actions = [r.action for r in container.audit.iter_records()]
+    assert actions.count("suppression.lift") == 1
+
+
+def item_channel(item: dict[str, Any]) -> Any:
+    from counterpoint.consent.ledger import ConsentChannel
+
+    return ConsentChannel(item["channel"])
+
+
+def test_retention_follows_the_longest_cap(container: Container) -> None:
+    _identify(container)
+    container.contact.set_policy(
+        "DE",
+        {"caps": [{"scope": "all", "period_days": 300, "max_touches": 50}]},
+        TEST_ACTOR,
+        "year",
+    )
+    container.log.append(
+        [
+            _ev(NPI, 24 * 200, Channel.PHONE, Action.CALL_COMPLETED),
+            _ev(NPI, 24 * 320, Channel.PHONE, Action.CALL_COMPLETED),
+        ]
+    )
+    container.catch_up()
+    assert [d[1] for d in _days(container)] == [(NOW - dt.timedelta(days=200)).date()]
+
+
+# --- the commands --------------------------------------------------------------------------
+def _run(data_dir: Path, *args: str) -> Any:
+    env = {"COUNTERPOINT_DATA_DIR": str(data_dir), "COUNTERPOINT_DATABASE_URL": None,
+           "COLUMNS": "250"}  # fmt: skip
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_policy_and_dnc_commands(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    examples = Path(__file__).resolve().parents[2] / "examples" / "policies"
+    stored = _run(data, "policy", "set", str(examples / "de.yaml"), "--reason", "first policy")
+    assert stored.exit_code == 0, stored.output
+    assert "DE: stored as version 1" in stored.output
+    again = _run(data, "policy", "set", str(examples / "de.yaml"), "--reason", "again")
+    assert "unchanged, still version 1" in again.output
+    shown = _run(data, "policy", "show", "de", "--history")
+    assert shown.exit_code == 0, shown.output
+    assert "version 1" in shown.output
+    assert "Europe/Berlin" in shown.output
+    builtin = _run(data, "policy", "show", "FR")
+    assert "built-in default" in builtin.output
+
+
+def test_commands_name_the_field_on_bad_input(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("market: DE\nmin_gap_hours: {sms: -4}\n")
+    env = {**os.environ, "COUNTERPOINT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("COUNTERPOINT_DATABASE_URL", None)
+    command = [COUNTERPOINT, "policy", "set", str(bad), "--reason", "try"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "field: min_gap_hours.sms" in result.stderr
+    assert "fix:" in result.stderr
+    dnc = [COUNTERPOINT, "dnc", "add", "npi:1234567893", "--reason", "x"]
+    result = subprocess.run(dnc, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert "field: HCP" in result.stderr
