@@ -39,7 +39,7 @@ from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.profile.identifiers import parse_user_id
 from counterpoint.profile.records import RowError
 from counterpoint.profile.service import ProfileService
-from counterpoint.profile.validation import check_column_set
+from counterpoint.profile.validation import check_column_set, parse_bool
 
 __all__ = [
     "CONSENT_COLUMNS",
@@ -65,6 +65,7 @@ CONSENT_COLUMNS: Final[Mapping[str, bool]] = {
     "wording_hash": False,
     "evidence": False,
     "reason": False,
+    "synthetic": False,
 }
 """Column → required, for consent files."""
 
@@ -105,6 +106,8 @@ class ConsentImportRow:
     wording_hash: str | None
     evidence: str | None
     reason: str
+    synthetic: bool = False
+    """Generated data (the synthetic market), never a real HCP's consent."""
 
 
 @dataclass
@@ -170,6 +173,17 @@ class _Row:
             self.refuse(name, "is not an ISO 8601 time", _STAMP_FIX)
             return None
 
+    def flag(self, name: str) -> bool:
+        """A boolean column (true/false, yes/no, 1/0); empty means false."""
+        value = self.row.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return False
+        parsed = parse_bool(value)
+        if parsed is None:
+            self.refuse(name, "is not a boolean", "write true or false (or leave it empty)")
+            return False
+        return parsed
+
     def check(self, name: str, rule: Callable[[], object]) -> None:
         """Apply one of the ledger's own rules; its refusal becomes this row's error."""
         try:
@@ -231,6 +245,7 @@ def validate_consent_row(
     f.check("reason", lambda: require_reason(reason, "a consent change"))
     effective_at = f.stamp("effective_at")
     expires_at = f.stamp("expires_at")
+    synthetic = f.flag("synthetic")
     if effective_at is not None and effective_at > now + _FUTURE_SLACK:
         f.refuse("effective_at", "is in the future", "give the time the consent was given")
     if expires_at is not None and expires_at <= (effective_at or now):
@@ -254,6 +269,7 @@ def validate_consent_row(
         wording_hash=proof.wording_hash,
         evidence=proof.evidence,
         reason=reason,
+        synthetic=synthetic,
     )
 
 
@@ -376,6 +392,7 @@ def import_consents(
                 "effective_at": entry.effective_at,
                 "expires_at": entry.expires_at,
                 "dedupe_key": f"import:{digest}:{entry.row}",
+                "synthetic": entry.synthetic,
             }
         )
     if rejected:

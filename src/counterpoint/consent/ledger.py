@@ -162,6 +162,7 @@ class ConsentRecord:
     proof: Proof
     expires_at: dt.datetime | None = None
     reason: str | None = None
+    synthetic: bool = False  # generated data (the synthetic market), never a real HCP's
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Identity, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from counterpoint.kit.db import Base, UtcDateTime
@@ -43,6 +43,8 @@ class ConsentRow(Base):
     user_agent: Mapped[str | None] = mapped_column(String(300))
     evidence: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(Text)
+    # Synthetic (generated) data, never a real HCP's consent: see docs/consent.md.
+    synthetic: Mapped[bool] = mapped_column(Boolean, default=False)
     # Idempotency: a message id, a link's nonce, an import row; a second record with the same
     # key is the same record (retries and replays change nothing).
     dedupe_key: Mapped[str | None] = mapped_column(String(300), unique=True)

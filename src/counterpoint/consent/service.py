@@ -65,6 +65,7 @@ def _row_record(row: ConsentRow) -> ConsentRecord:
             evidence=row.evidence,
         ),
         reason=row.reason,
+        synthetic=bool(row.synthetic),
     )
 
 
@@ -89,6 +90,7 @@ def record_dict(record: ConsentRecord) -> dict[str, Any]:
         "expires_at": record.expires_at,
         "proof": {k: (v.value if k == "source" else v) for k, v in _proof_items(record.proof)},
         "reason": record.reason,
+        "synthetic": record.synthetic,
     }
 
 
@@ -174,10 +176,12 @@ class ConsentService:
         effective_at: dt.datetime | None = None,
         expires_at: dt.datetime | None = None,
         dedupe_key: str | None = None,
+        synthetic: bool = False,
     ) -> ConsentRecord | None:
         """Append one record and its audit record in ``session``'s transaction.
 
         Returns None when ``dedupe_key`` was recorded before (a retry or a replay).
+        ``synthetic`` marks generated data (the synthetic market).
         """
         if hcp_id is None and subject is None:
             raise ValidationFailedError(
@@ -230,6 +234,7 @@ class ConsentService:
             user_agent=(proof.user_agent or "")[:300] or None,
             evidence=proof.evidence,
             reason=why,
+            synthetic=synthetic,
             dedupe_key=dedupe_key,
         )
         session.add(row)

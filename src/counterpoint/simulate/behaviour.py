@@ -19,7 +19,15 @@ import numpy as np
 import numpy.typing as npt
 
 from counterpoint.event.canonical import Action, ActorType, Channel
-from counterpoint.simulate.population import HcpChunk, World
+from counterpoint.simulate.population import (
+    CONSENT_EMAIL,
+    CONSENT_F2F,
+    CONSENT_PROMOTIONAL,
+    CONSENT_REMOTE,
+    CONSENT_SMS,
+    HcpChunk,
+    World,
+)
 from counterpoint.simulate.reference import CONGRESSES, CONTENT_KINDS, MARKETS, SPECIALTIES
 
 __all__ = [
@@ -318,7 +326,12 @@ class _Model:
         remote = self.pick(self.persona_of(P_REMOTE, h), n)
         phone = self.pick(0.07, n)
         chan = np.where(phone, _CH["phone"], np.where(remote, _CH["remote_call"], _CH["f2f_call"]))
-        granted = np.where(chan == _CH["f2f_call"], c.consent[h, 3, 0], c.consent[h, 4, 0])
+        # a call needs promotional consent for its channel (phone calls: remote_call's)
+        granted = np.where(
+            chan == _CH["f2f_call"],
+            c.consent[h, CONSENT_F2F, CONSENT_PROMOTIONAL],
+            c.consent[h, CONSENT_REMOTE, CONSENT_PROMOTIONAL],
+        )
         keep = granted
         h, chan, phone, remote = h[keep], chan[keep], phone[keep], remote[keep]
         n = len(h)
@@ -469,8 +482,10 @@ class _Model:
 
     def emails(self) -> None:
         c = self.c
+        # campaign and rep e-mail both need promotional consent for ``email``
+        email_ok = c.has_email & c.consent[:, CONSENT_EMAIL, CONSENT_PROMOTIONAL]
         # campaign e-mail: marketing waves to every HCP with an address and consent
-        ok = c.has_email & c.consent[:, 0, 0]
+        ok = email_ok
         rate = np.where(ok, 24.0 * P_CAMPAIGN[self.persona] * (0.5 + 0.09 * self.decile), 0.0)
         h = np.repeat(np.arange(c.n), self.counts(rate))
         engage = np.clip(c.activity[h] ** 0.4, 0.4, 2.2)
@@ -487,7 +502,7 @@ class _Model:
             p_unsub=0.012,
         )
         # rep-triggered e-mail: from the territory's rep, opened more often
-        ok = c.has_email & c.consent[:, 1, 0]
+        ok = email_ok
         rate = np.where(ok, 5.0 * P_REP_EMAIL[self.persona] * (0.4 + 0.12 * self.decile), 0.0)
         h = np.repeat(np.arange(c.n), self.counts(rate))
         self.email(
@@ -504,7 +519,7 @@ class _Model:
             p_deliver=0.985,
         )
         # SMS: sent → delivered → clicked
-        ok = c.has_phone & c.consent[:, 2, 0]
+        ok = c.has_phone & c.consent[:, CONSENT_SMS, CONSENT_PROMOTIONAL]
         rate = np.where(ok, 5.0 * P_CAMPAIGN[self.persona], 0.0)
         h = np.repeat(np.arange(c.n), self.counts(rate))
         n = len(h)

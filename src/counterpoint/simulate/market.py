@@ -15,23 +15,30 @@ to ten million HCPs.
   ``npi:…`` for US HCPs, ``crm:…`` elsewhere).
 - ``reps.parquet``: ``rep_id``, ``name``, ``role`` (rep, kam, msl), ``market``, ``territory``,
   ``synthetic``: one rep per territory, KAMs and MSLs per market.
-- ``consents.parquet``: one row per HCP, channel (campaign_email, rep_email, sms, f2f_call,
-  remote_call) and purpose (promotional, medical), with columns
+- ``consents.parquet``: one consent record per HCP, consent channel (``email``, ``sms``,
+  ``f2f_call``, ``remote_call``) and purpose (``promotional``, ``medical``), in the format of
+  ``counterpoint import consents`` (docs/formats.md, "Consent"), so it imports as it is:
 
-  ==================  ==========================================================
-  ``hcp``             HCP identifier, ``npi:…`` or ``crm:…`` (as in affiliations)
-  ``channel``         the channel the consent covers
-  ``purpose``         ``promotional`` or ``medical``
-  ``status``          ``granted``, ``denied`` or ``pending`` (awaiting double opt-in)
-  ``captured_at``     when the consent was captured (UTC timestamp, before the history)
-  ``source``          ``web_form``, ``rep_capture`` or ``import``
-  ``wording_version`` the version of the consent text shown, e.g. ``DE-v4``
-  ``market``          ISO 3166-1 alpha-2
-  ``synthetic``       always true
-  ==================  ==========================================================
+  ===================  =========================================================
+  ``identifier``       the HCP, ``npi:…`` or ``crm:…`` (as in affiliations)
+  ``channel``          the consent channel; campaign and rep e-mail share ``email``
+  ``purpose``          ``promotional`` or ``medical``
+  ``market``           ISO 3166-1 alpha-2
+  ``state``            ``granted``, ``denied`` or ``pending`` (awaiting double opt-in;
+                       more of these in the EU)
+  ``effective_at``     when the consent was captured (UTC, before the history)
+  ``source``           ``web_form``, ``rep_capture`` or ``import``
+  ``captured_by``      the territory's rep (``REP-…``) for rep captures, ``web`` for web
+                       forms, ``synthetic-import`` for imports
+  ``wording_version``  the version of the consent text shown, e.g. ``DE-v4``
+  ``wording_hash``     SHA-256 of that (synthetic) text
+  ``evidence``         for rep captures, a synthetic signature reference ``SYN-SIG-…``
+  ``reason``           ``synthetic market``
+  ``synthetic``        always true (kept on the ledger's records)
+  ===================  =========================================================
 
   The behaviour honours it: campaign and rep e-mails, SMS and calls go only to HCPs whose
-  promotional consent for that channel is granted.
+  promotional consent for that channel is granted (phone calls honour ``remote_call``).
 - ``catalog.json``: brands (therapeutic area, markets, content ids per channel), markets,
   congresses, ``"synthetic": true``.
 - ``events/part-00000.parquet`` …: the interaction columns of docs/formats.md, about

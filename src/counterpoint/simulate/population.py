@@ -9,6 +9,7 @@ random stream of its own so that memory stays bounded and every chunk is reprodu
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from counterpoint.consent.ledger import ConsentChannel, ConsentSource, ConsentState, Purpose
 from counterpoint.simulate.reference import (
     BRANDS,
     CONGRESSES,
@@ -35,8 +37,14 @@ from counterpoint.simulate.reference import (
 __all__ = [
     "AFFILIATION_SCHEMA",
     "CONSENT_CHANNELS",
+    "CONSENT_EMAIL",
+    "CONSENT_F2F",
+    "CONSENT_PROMOTIONAL",
     "CONSENT_PURPOSES",
+    "CONSENT_REASON",
+    "CONSENT_REMOTE",
     "CONSENT_SCHEMA",
+    "CONSENT_SMS",
     "HCO_SCHEMA",
     "HCP_SCHEMA",
     "REP_SCHEMA",
@@ -108,28 +116,45 @@ REP_SCHEMA = pa.schema(
 )
 CONSENT_SCHEMA = pa.schema(
     [
-        ("hcp", pa.string()),
+        ("identifier", pa.string()),
         ("channel", pa.string()),
         ("purpose", pa.string()),
-        ("status", pa.string()),
-        ("captured_at", TS),
-        ("source", pa.string()),
-        ("wording_version", pa.string()),
         ("market", pa.string()),
+        ("state", pa.string()),
+        ("effective_at", TS),
+        ("source", pa.string()),
+        ("captured_by", pa.string()),
+        ("wording_version", pa.string()),
+        ("wording_hash", pa.string()),
+        ("evidence", pa.string()),
+        ("reason", pa.string()),
         ("synthetic", pa.bool_()),
     ]
 )
+"""``consents.parquet``: the columns of ``counterpoint import consents`` (docs/formats.md)."""
 
-CONSENT_CHANNELS: tuple[str, ...] = (
-    "campaign_email",
-    "rep_email",
-    "sms",
-    "f2f_call",
-    "remote_call",
+CONSENT_CHANNELS: tuple[str, ...] = tuple(
+    c.value
+    for c in (
+        ConsentChannel.EMAIL,  # campaign and rep e-mail alike
+        ConsentChannel.SMS,
+        ConsentChannel.F2F_CALL,
+        ConsentChannel.REMOTE_CALL,  # also honoured by phone calls
+    )
 )
-CONSENT_PURPOSES: tuple[str, ...] = ("promotional", "medical")
-_CONSENT_STATUS = ("granted", "denied", "pending")
-_CONSENT_SOURCE = ("web_form", "rep_capture", "import")
+CONSENT_PURPOSES: tuple[str, ...] = (Purpose.PROMOTIONAL.value, Purpose.MEDICAL.value)
+CONSENT_EMAIL, CONSENT_SMS, CONSENT_F2F, CONSENT_REMOTE = range(len(CONSENT_CHANNELS))
+"""Indices of the consent channels in ``HcpChunk.consent``."""
+CONSENT_PROMOTIONAL = 0
+"""Index of the promotional purpose in ``HcpChunk.consent``."""
+_CONSENT_STATE = tuple(
+    s.value for s in (ConsentState.GRANTED, ConsentState.DENIED, ConsentState.PENDING)
+)
+_CONSENT_SOURCE = tuple(
+    s.value for s in (ConsentSource.WEB_FORM, ConsentSource.REP_CAPTURE, ConsentSource.IMPORT)
+)
+_WORDING_VERSIONS = 9
+CONSENT_REASON = "synthetic market"
 UID_SLOTS = 5
 """Per HCP, the user ids events may carry: primary (npi/national), crm, email, phone, bad NPI."""
 
@@ -721,7 +746,7 @@ def build_hcp_chunk(world: World, chunk: int, first: int, n: int, hco_first: int
         schema=AFFILIATION_SCHEMA,
     )
 
-    consent, consents = _consents(rng, world, n, market, has_email, key_arr, market_arr)
+    consent, consents = _consents(rng, world, g, market, territory, has_email, key_arr, market_arr)
     return HcpChunk(
         first=first,
         n=n,
@@ -747,27 +772,49 @@ def build_hcp_chunk(world: World, chunk: int, first: int, n: int, hco_first: int
     )
 
 
+def _wording_hashes() -> pa.Array:
+    """SHA-256 of the synthetic consent wording of every market and version (``m * 9 + v``)."""
+    return pa.array(
+        [
+            hashlib.sha256(
+                f"Synthetic consent wording, market {code}, version {v + 1}. "
+                "Invented text for synthetic data; no one agreed to it.".encode()
+            ).hexdigest()
+            for code in _MARKET_CODES
+            for v in range(_WORDING_VERSIONS)
+        ]
+    )
+
+
+_WORDING = pa.array(
+    [f"{code}-v{v + 1}" for code in _MARKET_CODES for v in range(_WORDING_VERSIONS)]
+)
+_WORDING_HASH = _wording_hashes()
+
+
 def _consents(
     rng: np.random.Generator,
     world: World,
-    n: int,
+    g: I64,
     market: I8,
+    territory: I32,
     has_email: B,
     key_arr: pa.Array,
     market_arr: pa.Array,
 ) -> tuple[B, pa.Table]:
-    """One row per HCP, consent channel and purpose; returns (granted mask, table)."""
+    """One ledger record per HCP, consent channel and purpose, in the import format of
+    ``counterpoint import consents``; returns (granted mask, table)."""
+    n = len(g)
     n_ch, n_pu = len(CONSENT_CHANNELS), len(CONSENT_PURPOSES)
     eu = np.isin(market, [_MARKET_CODES.index(c) for c in _EU])
-    base = np.array([0.68, 0.8, 0.35, 0.9, 0.8])[None, :, None] * np.ones((n, 1, n_pu))
+    base = np.array([0.72, 0.35, 0.9, 0.8])[None, :, None] * np.ones((n, 1, n_pu))
     base[:, :, 1] += 0.08  # medical information is more readily accepted
-    base[eu, 0, :] -= 0.14  # double opt-in: more pending in the EU
-    base[eu, 2, :] -= 0.1
-    base[~has_email, 0:2, :] = 0.05
+    base[eu, CONSENT_EMAIL, :] -= 0.14  # double opt-in: more pending in the EU
+    base[eu, CONSENT_SMS, :] -= 0.1
+    base[~has_email, CONSENT_EMAIL, :] = 0.05
     u = rng.random((n, n_ch, n_pu))
     pending_share = np.where(eu, 0.5, 0.25)[:, None, None]
-    status = np.where(u < base, 0, np.where(u < base + (1 - base) * pending_share, 2, 1))
-    flat = status.reshape(-1)
+    state = np.where(u < base, 0, np.where(u < base + (1 - base) * pending_share, 2, 1))
     rows = n * n_ch * n_pu
     hcp_idx = np.repeat(np.arange(n), n_ch * n_pu)
     ch_idx = np.tile(np.repeat(np.arange(n_ch), n_pu), n)
@@ -775,25 +822,38 @@ def _consents(
     days_before = rng.integers(14, 1100, rows)
     secs = rng.integers(8 * 3600, 19 * 3600, rows)
     captured = world.start_us - days_before * 86_400_000_000 + secs * 1_000_000
-    rep_channel = np.isin(ch_idx, (1, 3, 4))
-    src_u = rng.random(rows)
-    source = np.where(src_u < 0.22, 2, np.where(rep_channel, 1, 0))
+    # calls' consent is captured by the rep, e-mail's sometimes; a share comes from old systems
+    rep_channel = np.isin(ch_idx, (CONSENT_F2F, CONSENT_REMOTE)) | (
+        (ch_idx == CONSENT_EMAIL) & (rng.random(rows) < 0.35)
+    )
+    source = np.where(rng.random(rows) < 0.22, 2, np.where(rep_channel, 1, 0))
+    rep = source == 1
     year = (captured // 86_400_000_000 // 365.25 + 1970).astype(np.int64)
-    version = np.clip(year - 2021, 1, 9) - 1
-    m_rep = market[hcp_idx].astype(np.int64)
-    wording = [f"{code}-v{v + 1}" for code in _MARKET_CODES for v in range(9)]
+    version = np.clip(year - 2021, 1, _WORDING_VERSIONS) - 1
+    wording = pa.array(market[hcp_idx].astype(np.int64) * _WORDING_VERSIONS + version)
+    rep_ids = pa.array(world.actors[: len(world.territories)]).take(pa.array(territory[hcp_idx]))
+    channel = pa.array(CONSENT_CHANNELS).take(pa.array(ch_idx))
+    purpose = pa.array(CONSENT_PURPOSES).take(pa.array(pu_idx))
+    signature = _join(f"SYN-SIG-{world.seed}-", _str(g[hcp_idx] + 1), "-", channel, "-", purpose)
     table = pa.table(
         {
-            "hcp": key_arr.take(pa.array(hcp_idx)),
-            "channel": pa.array(CONSENT_CHANNELS).take(pa.array(ch_idx)),
-            "purpose": pa.array(CONSENT_PURPOSES).take(pa.array(pu_idx)),
-            "status": pa.array(_CONSENT_STATUS).take(pa.array(flat)),
-            "captured_at": pa.array(captured, TS),
-            "source": pa.array(_CONSENT_SOURCE).take(pa.array(source)),
-            "wording_version": pa.array(wording).take(pa.array(m_rep * 9 + version)),
+            "identifier": key_arr.take(pa.array(hcp_idx)),
+            "channel": channel,
+            "purpose": purpose,
             "market": market_arr.take(pa.array(hcp_idx)),
+            "state": pa.array(_CONSENT_STATE).take(pa.array(state.reshape(-1))),
+            "effective_at": pa.array(captured, TS),
+            "source": pa.array(_CONSENT_SOURCE).take(pa.array(source)),
+            "captured_by": _where(
+                rep, rep_ids, pc.if_else(pa.array(source == 2), "synthetic-import", "web")
+            ),
+            "wording_version": _WORDING.take(wording),
+            "wording_hash": _WORDING_HASH.take(wording),
+            "evidence": _where(rep, signature, None),
+            "reason": pa.repeat(pa.scalar(CONSENT_REASON, pa.string()), rows),
             "synthetic": pa.array(np.ones(rows, dtype=np.bool_)),
         },
         schema=CONSENT_SCHEMA,
     )
-    return status == 0, table
+    granted: B = state == 0
+    return granted, table

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("user_agent", sa.String(length=300), nullable=True),
         sa.Column("evidence", sa.Text(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("synthetic", sa.Boolean(), nullable=False),
         sa.Column("dedupe_key", sa.String(length=300), nullable=True),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_consent_record")),
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_consent_record_dedupe_key")),
