@@ -15,7 +15,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import func, select
+from tests.conftest import TEST_ACTOR
 
+from counterpoint.consent.importer import (
+    CONSENT_COLUMNS,
+    ConsentImportReport,
+    ConsentImportRow,
+    import_consents,
+    validate_consent_row,
+)
+from counterpoint.consent.ledger import ConsentChannel, Purpose
+from counterpoint.consent.models import ConsentRow
+from counterpoint.consent.service import record_dict
+from counterpoint.container import Container
 from counterpoint.errors import ValidationFailedError
 from counterpoint.event.canonical import Action, ActorType, Channel, Function, LogEvent
 from counterpoint.event.rows import validate_event_row
@@ -26,6 +39,8 @@ from counterpoint.profile.validation import (
     validate_hcp_row,
 )
 from counterpoint.simulate.market import (
+    CONSENT_CHANNELS,
+    CONSENT_PURPOSES,
     CONSENT_SCHEMA,
     EVENT_SCHEMA,
     INVALID_KINDS,
@@ -163,6 +178,7 @@ def test_columns_match_docs_formats(market: tuple[Path, MarketSummary]) -> None:
         assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     assert pq.read_schema(out / "reps.parquet").names == REP_SCHEMA.names
     assert pq.read_schema(out / "consents.parquet").equals(CONSENT_SCHEMA)
+    assert set(CONSENT_SCHEMA.names) <= set(documented["Consent"])
 
 
 def test_summary_counts_files_and_parts(market: tuple[Path, MarketSummary]) -> None:
@@ -262,19 +278,178 @@ def test_hcos_affiliations_reps_consents(
     assert {r["role"] for r in reps} == {"rep", "kam", "msl"}
     assert {r["market"] for r in reps if r["role"] == "msl"} == set(MARKET_CODES)
     consents = pq.read_table(out / "consents.parquet")
-    assert consents.num_rows == hcps.num_rows * 5 * 2
-    assert set(consents.column("hcp").to_pylist()) == keys
-    assert set(consents.column("status").to_pylist()) == {"granted", "denied", "pending"}
-    assert set(consents.column("channel").to_pylist()) == {
-        "campaign_email",
-        "rep_email",
-        "sms",
-        "f2f_call",
-        "remote_call",
+    assert consents.num_rows == hcps.num_rows * 4 * 2
+    assert set(consents.column("identifier").to_pylist()) == keys
+
+
+def test_consents_are_ledger_records(market: tuple[Path, MarketSummary], hcps: pa.Table) -> None:
+    out, _ = market
+    rows = pq.read_table(out / "consents.parquet").to_pylist()
+    info = {f"npi:{r['npi']}" if r["npi"] else f"crm:{r['crm_id']}": r for r in hcps.to_pylist()}
+    assert Counter((r["identifier"], r["channel"], r["purpose"]) for r in rows) == Counter(
+        {(k, c, p): 1 for k in info for c in CONSENT_CHANNELS for p in CONSENT_PURPOSES}
+    )
+    assert set(CONSENT_CHANNELS) == {"email", "sms", "f2f_call", "remote_call"}
+    assert set(CONSENT_CHANNELS) <= {c.value for c in ConsentChannel}
+    assert {r["state"] for r in rows} == {"granted", "denied", "pending"}
+    assert {r["source"] for r in rows} == {"web_form", "rep_capture", "import"}
+    start = dt.datetime.combine(START, dt.time(), tzinfo=dt.UTC)
+    hashes: dict[str, str] = {}
+    for r in rows:
+        hcp = info[r["identifier"]]
+        assert r["market"] == hcp["market"]
+        assert r["effective_at"] < start
+        assert r["reason"] == "synthetic market"
+        assert r["synthetic"] is True
+        assert r["wording_version"].startswith(r["market"] + "-v")
+        assert re.fullmatch(r"[0-9a-f]{64}", r["wording_hash"])
+        assert hashes.setdefault(r["wording_version"], r["wording_hash"]) == r["wording_hash"]
+        if r["source"] == "rep_capture":
+            assert r["evidence"]
+            assert r["evidence"].startswith("SYN-SIG-")
+            assert r["captured_by"] == f"REP-{hcp['territory']}"
+        else:
+            assert r["evidence"] is None
+            assert r["captured_by"] == ("web" if r["source"] == "web_form" else "synthetic-import")
+    assert len(set(hashes.values())) == len(hashes)  # one wording text per market and version
+    signatures = [r["evidence"] for r in rows if r["evidence"]]
+    assert len(set(signatures)) == len(signatures)
+    # calls' consent is captured by reps (or imported), never on a web form
+    assert all(r["source"] != "web_form" for r in rows if r["channel"].endswith("_call"))
+    # the EU asks for double opt-in: more e-mail consent is pending than elsewhere
+    eu = {"DE", "FR", "GB", "ES", "IT"}
+
+    def pending(inside: bool) -> float:
+        chosen = [r for r in rows if r["channel"] == "email" and (r["market"] in eu) == inside]
+        return sum(r["state"] == "pending" for r in chosen) / len(chosen)
+
+    assert pending(True) > 1.5 * pending(False)
+    granted = Counter(r["channel"] for r in rows if r["state"] == "granted")
+    assert granted["f2f_call"] > granted["email"] > granted["sms"]
+
+
+def _contact_violations(
+    rows: list[dict[str, Any]], hcps: pa.Table, consents: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Promotional contacts (e-mails, SMS, calls) to an HCP without a granted promotional
+    consent for the channel's consent channel."""
+    owner: dict[str, str] = {}
+    for h in hcps.to_pylist():
+        key = f"npi:{h['npi']}" if h["npi"] else f"crm:{h['crm_id']}"
+        owner[f"crm:{h['crm_id']}"] = key
+        for kind in ("npi", "email", "phone"):
+            if h[kind]:
+                owner[f"{kind}:{h[kind]}"] = key
+    granted = {
+        (c["identifier"], c["channel"])
+        for c in consents
+        if c["purpose"] == "promotional" and c["state"] == "granted"
     }
-    first = pc.min(consents.column("captured_at")).as_py()
-    last = pc.max(consents.column("captured_at")).as_py()
-    assert first < last <= dt.datetime.combine(START, dt.time(), tzinfo=dt.UTC)
+    needs = {
+        "campaign_email": "email",
+        "rep_email": "email",
+        "sms": "sms",
+        "f2f_call": "f2f_call",
+        "remote_call": "remote_call",
+        "phone": "remote_call",
+    }
+    return [
+        r
+        for r in rows
+        if r["channel"] in needs
+        and r["action"] in ("sent", "call_completed")
+        and (owner[r["user_id"]], needs[r["channel"]]) not in granted
+    ]
+
+
+def test_sends_and_calls_honour_the_consents(
+    market: tuple[Path, MarketSummary], rows: list[dict[str, Any]], hcps: pa.Table
+) -> None:
+    out, _ = market
+    consents = pq.read_table(out / "consents.parquet").to_pylist()
+    gated = ("campaign_email", "rep_email", "sms", "f2f_call", "remote_call", "phone")
+    contacts = Counter(r["channel"] for r in rows if r["action"] in ("sent", "call_completed"))
+    for channel in gated:
+        assert contacts[channel] > 0, channel
+    assert _contact_violations(rows, hcps, consents) == []
+    # negative control: against consents with grants and denials swapped, the same check fails
+    swapped = [
+        c | {"state": {"granted": "denied", "denied": "granted"}.get(c["state"], c["state"])}
+        for c in consents
+    ]
+    assert len(_contact_violations(rows, hcps, swapped)) == sum(contacts[c] for c in gated)
+
+
+def test_consents_pass_the_importers_validation(market: tuple[Path, MarketSummary]) -> None:
+    out, _ = market
+    table = pq.read_table(out / "consents.parquet")
+    assert set(table.column_names) <= set(CONSENT_COLUMNS)
+    for number, row in enumerate(table.to_pylist(), 1):
+        result = validate_consent_row(row, row_number=number, file="consents", now=RECEIVED)
+        assert isinstance(result, ConsentImportRow), (row, result)
+        assert result.synthetic
+
+
+def test_the_market_imports_into_the_ledger(container: Container, tmp_path: Path) -> None:
+    out = tmp_path / "market"
+    _generate(out, hcps=60, weeks=2)
+    for kind in ("hcos", "hcps"):
+        report = container.profiles.import_master_data(out / f"{kind}.parquet", kind)
+        assert report.imported == 60 if kind == "hcps" else report.imported > 0
+    path = out / "consents.parquet"
+    expected = pq.read_metadata(path).num_rows
+    assert expected == 60 * 8
+
+    def run(file: Path) -> ConsentImportReport:
+        return import_consents(
+            file,
+            consents=container.consents,
+            profiles=container.profiles,
+            audit=container.audit,
+            clock=container.clock,
+            actor=TEST_ACTOR,
+        )
+
+    report = run(path)
+    assert (report.rows, report.recorded, report.rejected) == (expected, expected, [])
+    assert report.reject_file is None
+    with container.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ConsentRow)) == expected
+        synthetic = select(func.count()).select_from(ConsentRow).where(ConsentRow.synthetic)
+        assert session.scalar(synthetic) == expected
+    rows = pq.read_table(path).to_pylist()
+    granted = next(r for r in rows if r["state"] == "granted" and r["source"] == "rep_capture")
+    hcp_id = container.profiles.find_by_identifier(granted["identifier"])
+    assert hcp_id is not None
+    ref = container.profiles.resolve(hcp_id)
+    records = container.consents.records(ref)
+    assert len(records) == 8
+    assert all(record_dict(r)["synthetic"] is True for r in records)
+    decision = container.consents.decide(
+        ref,
+        channel=ConsentChannel(granted["channel"]),
+        purpose=Purpose(granted["purpose"]),
+        market=granted["market"],
+    )
+    assert decision.allowed
+    again = run(path)
+    assert (again.recorded, again.unchanged) == (0, expected)
+    assert container.audit.verify()[1] == []
+    # negative control: rep captures without their signature, pending without wording
+    broken = pq.read_table(path).to_pylist()
+    spoilt = set()
+    for number, r in enumerate(broken, 1):
+        if r["source"] == "rep_capture" and len(spoilt) < 5:
+            r["evidence"] = None
+            spoilt.add(number)
+        elif r["state"] == "pending" and len(spoilt) < 8:
+            r["wording_version"] = None
+            spoilt.add(number)
+    pq.write_table(pa.Table.from_pylist(broken, schema=CONSENT_SCHEMA), tmp_path / "broken.parquet")
+    refused = run(tmp_path / "broken.parquet")
+    assert {e.row for e in refused.rejected} == spoilt
+    assert {e.field for e in refused.rejected} == {"evidence", "wording_version"}
+    assert refused.recorded == expected - len(spoilt)  # a new file: the rest is recorded again
 
 
 def test_catalog(market: tuple[Path, MarketSummary], events: pa.Table) -> None:

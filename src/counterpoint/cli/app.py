@@ -58,6 +58,7 @@ app.add_typer(transfers_cli.app, name="transfers")
 app.add_typer(consent.app, name="consent")
 app.add_typer(policy_cli.policy_app, name="policy")
 app.add_typer(policy_cli.dnc_app, name="dnc")
+app.add_typer(policy_cli.guard_app, name="guard")
 
 
 @app.callback()
@@ -110,7 +111,8 @@ def serve(
 def worker(
     poll: Annotated[float, typer.Option(help="Seconds between looks at the log.")] = 0.2,
 ) -> None:
-    """Apply the event log to profiles continuously (for API processes run without consumers)."""
+    """Apply the event log to every consumer continuously (for API processes run without
+    consumers): profiles, consent, touches."""
     import time
 
     with container() as built:
@@ -134,13 +136,14 @@ def demo(
     """Generate a small synthetic market, ingest it, and serve the API (embedded)."""
     config = settings()
     out = config.data_dir / "market"
-    if not (out / "hcps.parquet").exists():
+    if not _demo_market_ready(out):
         simulate.market(
             hcps=hcps, weeks=weeks, seed=seed, out=out, duplicates=0.0, invalid=0.0, start=None
         )
     with container() as built:
         for kind in ("hcos", "hcps", "affiliations"):
             _import(built, kind, out / f"{kind}.parquet")
+        _demo_consents(built, out / "consents.parquet")
         for part in sorted((out / "events").glob("*.parquet")):
             _import(built, "events", part)
         _, key = built.write_keys.create("demo source")
@@ -161,6 +164,44 @@ def demo(
         console.print(f"  in the terminal: counterpoint hcp show {sample}")
     if not no_serve:
         serve(host=None, port=port)
+
+
+def _demo_market_ready(out: Path) -> bool:
+    """A market is there, with its consents in the import format (older ones are redone)."""
+    import pyarrow.parquet as pq
+
+    from counterpoint.simulate.population import CONSENT_SCHEMA
+
+    consents = out / "consents.parquet"
+    return (
+        (out / "hcps.parquet").exists()
+        and consents.exists()
+        and pq.read_schema(consents).names == CONSENT_SCHEMA.names
+    )
+
+
+def _demo_consents(built: Container, path: Path) -> None:
+    """The market's consents, through ``counterpoint import consents`` (same checks)."""
+    from counterpoint.consent.importer import import_consents
+
+    with progress_bar() as bar:
+        checking = bar.add_task(f"consents {path.name}", total=count_rows(path))
+        recording = bar.add_task(f"recording {path.name}", total=None)
+        report = import_consents(
+            path,
+            consents=built.consents,
+            profiles=built.profiles,
+            audit=built.audit,
+            clock=built.clock,
+            actor=Actor.cli(),
+            progress=lambda n: bar.advance(checking, n),
+            recording=lambda n: bar.advance(recording, n),
+        )
+    console.print(
+        f"{path.name}: {report.rows} rows, {report.recorded} recorded, "
+        f"{report.unchanged} unchanged, {report.rejected_rows} rejected"
+    )
+    _print_row_errors(report.rejected)
 
 
 def _sample_hcp(built: Container) -> str | None:

@@ -18,7 +18,7 @@ from counterpoint.event.canonical import Channel
 from counterpoint.policy.audit import Actor
 from counterpoint.profile.service import HcpRef
 
-__all__ = ["dnc_app", "policy_app"]
+__all__ = ["dnc_app", "guard_app", "policy_app"]
 
 policy_app = typer.Typer(
     help="Contact policies per market: caps, gaps, quiet hours.", no_args_is_help=True
@@ -186,3 +186,56 @@ def dnc_lift(
         lifted = built.contact.lift(_hcp(built, hcp), consent, reason, Actor.cli())
     for s in lifted:
         console().print(f"lifted: {s['channel']} for {s['identifier']}")
+
+
+guard_app = typer.Typer(
+    help="Ask the guard whether a contact may happen now.", no_args_is_help=True
+)
+
+
+@guard_app.command("check")
+def guard_check(
+    hcp: Annotated[str, typer.Argument(help="An HCP id (hcp_…) or identifier (npi:…).")],
+    channel: Annotated[str, typer.Option(help="The channel, e.g. campaign_email, f2f_call.")],
+    purpose: Annotated[
+        str, typer.Option(help="promotional, medical, educational or market_research.")
+    ] = "promotional",
+    brand: Annotated[str | None, typer.Option(help="The brand the contact is about.")] = None,
+    role: Annotated[
+        str | None, typer.Option(help="The acting role (default: automated orchestration).")
+    ] = None,
+) -> None:
+    """Allowed, or refused with every reason (nothing is sent or recorded)."""
+    from counterpoint.consent.ledger import Purpose
+    from counterpoint.policy.access import Role
+    from counterpoint.policy.guard_service import CheckRequest
+
+    found = _channel(channel)
+    if found is None:
+        raise ValidationFailedError(
+            "a channel is required", field="--channel", fix="e.g. --channel campaign_email"
+        )
+    try:
+        wanted, acting = Purpose(purpose), Role(role) if role else None
+    except ValueError as exc:
+        raise ValidationFailedError(
+            str(exc),
+            field="--role" if role and "Role" in str(exc) else "--purpose",
+            fix="purposes: "
+            + ", ".join(p.value for p in Purpose)
+            + "; roles: "
+            + ", ".join(r.value for r in Role),
+        ) from None
+    with container() as built:
+        built.catch_up()
+        ref = _hcp(built, hcp)
+        decision = built.guard.check(
+            CheckRequest(hcp_id=ref.id, channel=found, purpose=wanted, brand=brand), role=acting
+        )
+    if decision.allowed:
+        console().print(f"[green]allowed[/]: {found.value} {wanted.value} to {ref.id}")
+        return
+    console().print(f"[red]refused[/]: {found.value} {wanted.value} to {ref.id}")
+    for r in decision.refusals:
+        console().print(f"  {r.code}: {r.detail}")
+    raise typer.Exit(1)

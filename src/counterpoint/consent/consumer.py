@@ -176,6 +176,7 @@ class ConsentConsumer(LogConsumer):
             effective_at=self._effective(event),
             expires_at=spec.expires_at,
             dedupe_key=f"event:{event.message_id}",
+            synthetic=event.synthetic,
         )
         return None
 
@@ -213,6 +214,7 @@ class ConsentConsumer(LogConsumer):
                     reason=f"unsubscribe event {event.message_id} from {event.source}",
                     effective_at=self._effective(event),
                     dedupe_key=f"event:{event.message_id}:{market}:{each.value}",
+                    synthetic=event.synthetic,
                 )
         return None
 

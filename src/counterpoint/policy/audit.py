@@ -31,6 +31,7 @@ __all__ = ["GENESIS", "Actor", "AuditTrail", "Tampering", "record_hash"]
 
 GENESIS = "0" * 64
 _HEAD_ID = 1
+_CHAIN_KEY = "counterpoint.audit.chain"
 _REASON_MAX = 2000
 
 
@@ -178,20 +179,26 @@ class AuditTrail:
         database write lock on SQLite) before the previous hash is read, so concurrent writers
         chain one after another and never fork the chain.
         """
-        bump = update(AuditHead).where(AuditHead.id == _HEAD_ID).values(seq=AuditHead.seq + 1)
-        if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
-            # The first record ever: create the head (racing creators: one wins, all bump).
-            upsert(
-                session,
-                AuditHead.__table__,
-                [{"id": _HEAD_ID, "seq": 0, "hash": GENESIS}],
-                keys=["id"],
-            )
-            session.execute(bump)
-        head = session.execute(
-            select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == _HEAD_ID)
-        ).one()
-        seq, prev = int(head.seq), str(head.hash)
+        transaction = session.get_transaction()
+        cached = session.info.get(_CHAIN_KEY)
+        if cached is not None and cached[0] is transaction:
+            # This transaction already holds the head's lock: chain on from memory.
+            seq, prev = int(cached[1]) + 1, str(cached[2])
+        else:
+            bump = update(AuditHead).where(AuditHead.id == _HEAD_ID).values(seq=AuditHead.seq + 1)
+            if session.execute(bump).rowcount == 0:  # type: ignore[attr-defined]
+                # The first record ever: create the head (racing creators: one wins, all bump).
+                upsert(
+                    session,
+                    AuditHead.__table__,
+                    [{"id": _HEAD_ID, "seq": 0, "hash": GENESIS}],
+                    keys=["id"],
+                )
+                session.execute(bump)
+            head = session.execute(
+                select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == _HEAD_ID)
+            ).one()
+            seq, prev = int(head.seq), str(head.hash)
         at = self._clock.now()
         plain_before, plain_after = _plain(before), _plain(after)
         digest = record_hash(
@@ -225,7 +232,10 @@ class AuditTrail:
                 hash=digest,
             )
         )
-        session.execute(update(AuditHead).where(AuditHead.id == _HEAD_ID).values(hash=digest))
+        session.execute(
+            update(AuditHead).where(AuditHead.id == _HEAD_ID).values(seq=seq, hash=digest)
+        )
+        session.info[_CHAIN_KEY] = (transaction, seq, digest)
         return seq
 
     def key_change(self, actor: Actor, action: str) -> Callable[[Session, Any], None]:

@@ -124,6 +124,74 @@ class ProfileRepository:
             pairs.sort()
         return found
 
+    # --- bulk resolution (the guard and other batch readers) ----------------------------
+    def profiles_by_id(self, ids: Iterable[str]) -> dict[str, Hcp]:
+        found: dict[str, Hcp] = {}
+        for part in _batches(ids):
+            found.update(
+                {h.id: h for h in self.session.scalars(select(Hcp).where(Hcp.id.in_(part)))}
+            )
+        return found
+
+    def profiles_by_origin(self, ids: Iterable[str]) -> dict[str, Hcp]:
+        """Ids issued before a rebuild → the profile now holding the identifier each was
+        made for."""
+        origin: dict[str, str] = {}
+        for part in _batches(ids):
+            origin.update(
+                dict(
+                    self.session.execute(
+                        select(ProfileOrigin.hcp_id, ProfileOrigin.identifier).where(
+                            ProfileOrigin.hcp_id.in_(part)
+                        )
+                    ).all()
+                )
+            )
+        holder = self.profiles_of(origin.values())
+        current = self.profiles_by_id(holder.values())
+        return {
+            requested: current[holder[key]]
+            for requested, key in origin.items()
+            if key in holder and holder[key] in current
+        }
+
+    def follow_merges(self, rows: dict[str, Hcp]) -> dict[str, Hcp]:
+        """Each requested id's profile, followed along ``merged_into`` to the live one."""
+        live = dict(rows)
+        seen = {k: {k} for k in live}
+        for _ in range(64):
+            pending = {k: h.merged_into for k, h in live.items() if h.merged_into is not None}
+            pending = {k: t for k, t in pending.items() if t not in seen[k]}
+            if not pending:
+                break
+            targets = self.profiles_by_id(pending.values())
+            for k, target in pending.items():
+                seen[k].add(target)
+                if target in targets:
+                    live[k] = targets[target]
+                else:
+                    del live[k]
+        return live
+
+    def merged_into_many(self, live_ids: set[str]) -> dict[str, set[str]]:
+        """Every profile id merged (directly or through others) into each live id."""
+        root: dict[str, str] = {i: i for i in live_ids}
+        out: dict[str, set[str]] = {i: set() for i in live_ids}
+        frontier = set(live_ids)
+        while frontier:
+            found: set[str] = set()
+            for part in _batches(frontier):
+                for hcp_id, into in self.session.execute(
+                    select(Hcp.id, Hcp.merged_into).where(Hcp.merged_into.in_(part))
+                ):
+                    if hcp_id in root or into is None:
+                        continue
+                    root[hcp_id] = root[into]
+                    out[root[into]].add(hcp_id)
+                    found.add(hcp_id)
+            frontier = found
+        return out
+
     def merged_into(self, hcp_id: str) -> set[str]:
         """Every profile id merged (directly or through others) into ``hcp_id``."""
         found: set[str] = set()

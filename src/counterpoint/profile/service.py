@@ -190,6 +190,36 @@ class ProfileService:
             kind=profile.kind,
         )
 
+    def resolve_many(
+        self, hcp_ids: Iterable[str], viewer: Principal | None = None
+    ) -> dict[str, HcpRef]:
+        """Requested id → the live HCP (following merges), in bulk; ids unknown or outside
+        the viewer's scope are absent. The same answers as ``resolve``, in a few queries."""
+        wanted = set(hcp_ids)
+        with self._sessions() as session:
+            repo = ProfileRepository(session)
+            rows = repo.profiles_by_id(wanted)
+            if missing := wanted - rows.keys():
+                rows.update(repo.profiles_by_origin(missing))
+            live = repo.follow_merges(rows)
+            live_ids = {h.id for h in live.values()}
+            keys = repo.identities_of(live_ids)
+            merged = repo.merged_into_many(live_ids)
+        out: dict[str, HcpRef] = {}
+        for requested, profile in live.items():
+            if viewer is not None and not can_see_hcp(viewer, profile.market, [profile.territory]):
+                continue
+            out[requested] = HcpRef(
+                id=profile.id,
+                aliases=tuple(sorted({profile.id, requested, *merged.get(profile.id, ())})),
+                identifiers=tuple(sorted(keys.get(profile.id, []))),
+                market=profile.market,
+                territory=profile.territory,
+                time_zone=profile.time_zone,
+                kind=profile.kind,
+            )
+        return out
+
     def resolve_identifier(self, text: str) -> HcpRef | None:
         """The HCP holding an identifier (``type:value``), or None if none does yet."""
         hcp_id = self.find_by_identifier(text)
