@@ -25,21 +25,24 @@ NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 TEST_ACTOR = Actor("tests", "admin", "tests")
 
 
-def _worker_database(worker: str) -> str:
-    """One database per xdist worker, created from the server's maintenance connection."""
+def _admin(statement: str) -> None:
     assert PG_URL is not None
-    name = f"counterpoint_test_{worker}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(statement))
     admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session")
-def pg_database(worker_id: str) -> str:
-    return _worker_database(worker_id)
+def pg_database(worker_id: str, testrun_uid: str) -> Iterator[str]:
+    """One database per test run and xdist worker, so that concurrent runs on one server
+    never share a database; dropped at the end of the run."""
+    assert PG_URL is not None
+    name = f"counterpoint_test_{testrun_uid[:10]}_{worker_id}"
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{name}"')
+    yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _reset_postgres(url: str) -> None:

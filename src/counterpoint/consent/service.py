@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,7 +40,21 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 _FUTURE_SLACK = dt.timedelta(minutes=5)
 
 
-def _row_record(row: ConsentRow) -> ConsentRecord:
+_TABLE = ConsentRow.__table__
+_RECORDS_OF = (
+    select(_TABLE)
+    .where(
+        or_(
+            _TABLE.c.hcp_id.in_(bindparam("ids", expanding=True)),
+            _TABLE.c.subject.in_(bindparam("subjects", expanding=True)),
+        )
+    )
+    .order_by(_TABLE.c.seq)
+)
+
+
+def _row_record(row: Any) -> ConsentRecord:
+    """A ledger row (ORM ``ConsentRow`` or a Core row of its table) as a record."""
     return ConsentRecord(
         seq=row.seq,
         hcp_id=row.hcp_id or row.subject or "",
@@ -347,6 +361,15 @@ class ConsentService:
             return self.withdraw_in(session, ref, channel, **kwargs)
 
     # --- reading ------------------------------------------------------------------------
+    def records_in(self, session: Session, ref: HcpRef) -> list[ConsentRecord]:
+        """``records`` inside the caller's session (hot paths: one guard check), through a
+        prebuilt Core statement."""
+        rows = session.connection().execute(
+            _RECORDS_OF,
+            {"ids": list(ref.aliases), "subjects": list(ref.identifiers) or [""]},
+        )
+        return [_row_record(r) for r in rows]
+
     def _records(self, session: Session, ref: HcpRef) -> list[ConsentRecord]:
         rows = session.scalars(
             select(ConsentRow)

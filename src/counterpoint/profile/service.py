@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.errors import CounterpointError, NotFoundError, ValidationFailedError
@@ -23,7 +24,7 @@ from counterpoint.policy.access import Principal, can_see_hcp, reads_medical_con
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.profile.features import ContentCount, DayCount, LastEvent, engagement_features
 from counterpoint.profile.identifiers import parse_user_id
-from counterpoint.profile.models import Hcp
+from counterpoint.profile.models import Hcp, Identity
 from counterpoint.profile.projector import ProfileProjector
 from counterpoint.profile.records import AffiliationRecord, HcoRecord, HcpRecord, RowError
 from counterpoint.profile.repository import ProfileRepository
@@ -42,6 +43,16 @@ class ErasedError(CounterpointError):
 
     status = 410
     code = "erased"
+
+
+_HCP = Hcp.__table__
+_IDENTITY = Identity.__table__
+_HCP_ROW = select(
+    _HCP.c.id, _HCP.c.kind, _HCP.c.market, _HCP.c.territory, _HCP.c.time_zone, _HCP.c.merged_into
+).where(_HCP.c.id == bindparam("id"))
+_KEYS_OF = select(_IDENTITY.c.key).where(_IDENTITY.c.hcp_id == bindparam("id"))
+_MERGED_INTO = select(_HCP.c.id).where(_HCP.c.merged_into.in_(bindparam("ids", expanding=True)))
+"""Prebuilt statements of ``resolve_in`` (compiled once, then cached)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +199,39 @@ class ProfileService:
             territory=profile.territory,
             time_zone=profile.time_zone,
             kind=profile.kind,
+        )
+
+    def resolve_in(
+        self, session: Session, hcp_id: str, *, viewer: Principal | None = None
+    ) -> HcpRef:
+        """``resolve`` inside the caller's session, for hot paths (one guard check): a live,
+        unmerged id costs two or three prebuilt queries; anything else (ids merged away or
+        issued before a rebuild, erased or unknown ids) takes the full ``resolve``."""
+        connection = session.connection()
+        row = connection.execute(_HCP_ROW, {"id": hcp_id}).first()
+        if row is None or row.merged_into is not None:
+            return self.resolve(hcp_id, viewer=viewer)
+        if viewer is not None and not can_see_hcp(viewer, row.market, [row.territory]):
+            raise NotFoundError(
+                f"no HCP {hcp_id!r} in your scope",
+                field="hcp_id",
+                fix="HCPs outside your markets or territories are not shown",
+            )
+        keys = [k for (k,) in connection.execute(_KEYS_OF, {"id": hcp_id})]
+        aliases: set[str] = set()
+        frontier = [hcp_id]
+        while frontier:
+            found = [a for (a,) in connection.execute(_MERGED_INTO, {"ids": frontier})]
+            frontier = [a for a in found if a not in aliases and a != hcp_id]
+            aliases.update(frontier)
+        return HcpRef(
+            id=row.id,
+            aliases=tuple(sorted({hcp_id, *aliases})),
+            identifiers=tuple(sorted(keys)),
+            market=row.market,
+            territory=row.territory,
+            time_zone=row.time_zone,
+            kind=row.kind,
         )
 
     def resolve_many(
