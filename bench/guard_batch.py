@@ -2,7 +2,8 @@
 
 1. Kernel: ``policy.guard.kernel`` over synthetic ``GuardArrays`` (one row per candidate:
    consent state, touches and minutes per cap for four caps, hours since the last touch,
-   local minute and weekday, do-not-contact, suppression, role). Baseline, same run and same
+   local minute and weekday, do-not-contact, suppression, role, the HCP's own promotional
+   limit). Baseline, same run and same
    arrays: a bare NumPy mask ``(consent == 0) & ~dnc & (touches < cap)``. Goal >= 1,000,000
    checks/s.
 2. ``GuardService.check_many`` end to end on a seeded embedded store (bulk loads of profiles,
@@ -62,6 +63,8 @@ def synthetic_arrays(n: int, seed: int = 3) -> object:
         quiet_end=np.full(n, 8 * 60, np.int16),
         weekday=rng.integers(0, 7, n).astype(np.int8),
         quiet_days=np.full(n, 1 << 6, np.uint8),
+        promo_used=rng.integers(0, 6, n).astype(np.float64),
+        promo_max=np.where(rng.random(n) < 0.1, rng.choice([1.0, 2.0, 4.0, 8.0], n), np.inf),
     )
 
 

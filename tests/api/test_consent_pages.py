@@ -33,8 +33,10 @@ from counterpoint.consent.ledger import (
 from counterpoint.consent.links import FREQUENCY_ACTION, PREFERENCE_REASON, ConsentLinks
 from counterpoint.consent.models import ConsentRow
 from counterpoint.container import Container
+from counterpoint.event.canonical import Action, Channel, EventKind, LogEvent
 from counterpoint.kit.clock import FixedClock
 from counterpoint.kit.signing import LinkSigner
+from counterpoint.policy.guard_service import CheckRequest
 from counterpoint.policy.models import AuditRecord
 
 NPI = "1234567893"
@@ -651,6 +653,11 @@ def test_preference_centre_shows_the_state_and_changes_only_what_changed(
     assert len(frequency) == 1
     assert frequency[0].after is not None
     assert frequency[0].after["max_promotional_per_month"] == 4
+    assert frequency[0].after["source"] == "preference_centre"
+    assert frequency[0].before is None
+    # stored where the guard reads it
+    stored = container.contact.preference(container.profiles.resolve(hcp_id), "DE")
+    assert (stored["max_promotional_per_month"], stored["source"]) == (4, "preference_centre")
     assert _decide(container, hcp_id, ConsentChannel.EMAIL, Purpose.PROMOTIONAL).allowed
     assert not _decide(container, hcp_id, ConsentChannel.SMS, Purpose.MEDICAL).allowed
 
@@ -664,6 +671,44 @@ def test_preference_centre_shows_the_state_and_changes_only_what_changed(
     assert unchanged.status_code == 200
     assert "Nothing had changed" in unchanged.text
     assert _counts(container) == after
+
+
+def test_the_frequency_chosen_in_the_preference_centre_is_enforced_by_the_guard(
+    client: TestClient, container: Container, hcp_id: str, links: ConsentLinks
+) -> None:
+    _grant(container, hcp_id, ConsentChannel.EMAIL, Purpose.PROMOTIONAL)
+    container.contact.set_policy("DE", {"caps": []}, TEST_ACTOR, "only the HCP's own limit")
+    sent = LogEvent("promo-1", EventKind.TRACK, f"npi:{NPI}", dt.datetime(2026, 11, 20, 9, 0,
+                    tzinfo=dt.UTC), dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC), "tests",
+                    channel=Channel.CAMPAIGN_EMAIL, action=Action.SENT)  # fmt: skip
+    container.log.append([sent])
+    container.catch_up()
+    mail = CheckRequest(hcp_id, Channel.CAMPAIGN_EMAIL, Purpose.PROMOTIONAL)
+    assert container.guard.check(mail, role=None).allowed  # control: no limit of its own yet
+
+    token = links.preferences(hcp_id).token
+    form = _form_of(client.get("/consent/preferences", params={"token": token}).text)
+    before = _counts(container)
+    saved = client.post("/consent/preferences", data={**form, "frequency": "1"})
+    assert saved.status_code == 200, saved.text
+    assert _counts(container) == Counts(before.records, before.audit + 1)
+    assert container.guard.check(mail, role=None).codes == ["hcp_frequency_cap"]
+    [many] = container.guard.check_many([mail], role=None)
+    assert many.codes == ["hcp_frequency_cap"]
+
+    # back to "no limit of my own": stored, audited before/after, and the guard allows again
+    form = _form_of(client.get("/consent/preferences", params={"token": token}).text)
+    cleared = client.post("/consent/preferences", data={**form, "frequency": ""})
+    assert cleared.status_code == 200
+    assert "no limit of your own" in cleared.text
+    last = [
+        r for r in container.audit.iter_records(object_id=hcp_id) if r.action == FREQUENCY_ACTION
+    ][-1]
+    assert last.before is not None
+    assert last.before["max_promotional_per_month"] == 1
+    assert last.after is not None
+    assert last.after["max_promotional_per_month"] is None
+    assert container.guard.check(mail, role=None).allowed
 
 
 def test_preference_centre_refuses_a_changed_wording_and_bad_tokens(

@@ -18,7 +18,7 @@ from counterpoint.consent.ledger import (
     Purpose,
 )
 from counterpoint.container import Container
-from counterpoint.event.canonical import Action, Channel, EventKind, LogEvent
+from counterpoint.event.canonical import Action, Channel, EventKind, Function, LogEvent
 from counterpoint.policy.access import Role
 from counterpoint.policy.guard_service import CheckRequest
 
@@ -222,3 +222,159 @@ def test_guard_access(client: TestClient, container: Container, hcp: str) -> Non
     assert client.post("/api/v1/guard/check", json=body, headers=analyst).status_code == 403
     expired = {"Authorization": "Bearer not-a-real-token"}
     assert client.post("/api/v1/guard/check", json=body, headers=expired).status_code == 401
+
+
+# --- the HCP's own contact preference ------------------------------------------------------
+PREFS = "/api/v1/hcps/{}/contact-preferences"
+
+
+def _sent(container: Container, *hours_ago: float, function: Function | None = None) -> None:
+    container.log.append(
+        [
+            LogEvent(f"promo-{h}-{function}", EventKind.TRACK, "npi:1234567893",
+                     NOW - dt.timedelta(hours=h), NOW, "tests", channel=Channel.CAMPAIGN_EMAIL,
+                     action=Action.SENT, function=function)
+            for h in hours_ago
+        ]
+    )  # fmt: skip
+    container.catch_up()
+
+
+def _put(client: TestClient, headers: dict[str, str], hcp_id: str, **body: Any) -> Any:
+    return client.put(PREFS.format(hcp_id), json=body, headers=headers)
+
+
+def _preference_audit(container: Container, hcp_id: str) -> list[Any]:
+    return [
+        r for r in container.audit.iter_records(object_id=hcp_id)
+        if r.action == "hcp.contact_frequency"
+    ]  # fmt: skip
+
+
+def test_contact_preference_recorded_by_operations_is_enforced_by_the_guard(
+    client: TestClient, container: Container, bearer: dict[str, str], hcp: str
+) -> None:
+    container.contact.set_policy("DE", {"caps": []}, TEST_ACTOR, "only the HCP's own limit")
+    ops = bearer_for(container, "ops", "marketing_ops", markets=["DE"])
+    mail = {"hcp_id": hcp, "channel": "campaign_email", "purpose": "promotional"}
+    empty = client.get(PREFS.format(hcp), headers=ops).json()
+    assert empty["max_promotional_per_month"] is None
+    assert empty["market"] == "DE"
+    assert empty["promotional_last_30_days"] == 0
+
+    put = _put(client, ops, hcp, max_promotional_per_month=2, reason="HCP asked by phone")
+    assert put.status_code == 200, put.text
+    stored = put.json()
+    assert (stored["max_promotional_per_month"], stored["source"], stored["changed"]) == (
+        2, "api", True,
+    )  # fmt: skip
+    [audit] = _preference_audit(container, hcp)
+    assert audit.before is None
+    assert audit.after is not None
+    assert audit.after["max_promotional_per_month"] == 2
+    assert audit.reason == "HCP asked by phone"
+
+    # one commercial and one medical touch: one of two used, still allowed
+    _sent(container, 30, function=Function.COMMERCIAL)
+    _sent(container, 20, function=Function.MEDICAL)
+    assert client.get(PREFS.format(hcp), headers=ops).json()["promotional_last_30_days"] == 1
+    assert _check(client, ops, **mail, automated=True)["allowed"] is True
+    # a second promotional touch (no function given: commercial) reaches the HCP's limit
+    _sent(container, 10)
+    assert client.get(PREFS.format(hcp), headers=ops).json()["promotional_last_30_days"] == 2
+    refused = _check(client, ops, **mail, automated=True)
+    assert _codes(refused) == ["hcp_frequency_cap"]
+    assert "at most 2" in refused["reasons"][0]["detail"]
+    assert "2 in the last 30 days" in refused["reasons"][0]["detail"]
+    many = _check(client, ops, candidates=[mail, {**mail, "purpose": "educational"}],
+                  automated=True)  # fmt: skip
+    assert _codes(many["decisions"][0]) == ["hcp_frequency_cap"]
+    assert "hcp_frequency_cap" not in _codes(many["decisions"][1])  # not promotional
+    # 30 days later the touches have left the window
+    later = (NOW + dt.timedelta(days=30)).isoformat()
+    assert _check(client, ops, **mail, at=later, automated=True)["allowed"] is True
+
+    # the company's cap refuses as well, independently
+    container.contact.set_policy(
+        "DE", {"caps": [{"scope": "all", "period_days": 7, "max_touches": 2}]}, TEST_ACTOR, "cap"
+    )
+    assert _codes(_check(client, ops, **mail, automated=True)) == [
+        "over_cap", "hcp_frequency_cap",
+    ]  # fmt: skip
+
+    # the same value again changes nothing; no limit lifts the HCP's own refusal
+    same = _put(client, ops, hcp, max_promotional_per_month=2, reason="asked again")
+    assert same.json()["changed"] is False
+    assert len(_preference_audit(container, hcp)) == 1
+    lifted = _put(client, ops, hcp, max_promotional_per_month=None, reason="letter: no limit")
+    assert lifted.status_code == 200
+    assert lifted.json()["max_promotional_per_month"] is None
+    second = _preference_audit(container, hcp)[-1]
+    assert second.before is not None
+    assert second.before["max_promotional_per_month"] == 2
+    assert second.after is not None
+    assert second.after["max_promotional_per_month"] is None
+    assert _codes(_check(client, ops, **mail, automated=True)) == ["over_cap"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"max_promotional_per_month": 0, "reason": "asked by phone"},
+        {"max_promotional_per_month": 101, "reason": "asked by phone"},
+        {"max_promotional_per_month": -3, "reason": "asked by phone"},
+        {"max_promotional_per_month": "4", "reason": "asked by phone"},
+        {"max_promotional_per_month": 2.5, "reason": "asked by phone"},
+        {"max_promotional_per_month": True, "reason": "asked by phone"},
+        {"max_promotional_per_month": "1; DROP TABLE contact_preference", "reason": "phone"},
+        {"max_promotional_per_month": 4},
+        {"max_promotional_per_month": 4, "reason": ""},
+        {"reason": "asked by phone"},
+        {"max_promotional_per_month": 4, "reason": "phone", "market": "D'E"},
+        {"max_promotional_per_month": 4, "reason": "phone", "market": "<script>"},
+        {"max_promotional_per_month": 4, "reason": "phone", "colour": "red"},
+    ],
+)
+def test_bad_contact_preferences_are_422_and_change_nothing(
+    client: TestClient, container: Container, bearer: dict[str, str], hcp: str, body: Any
+) -> None:
+    assert _put(client, bearer, hcp, max_promotional_per_month=3, reason="first").status_code == 200
+    audit = len(list(container.audit.iter_records()))
+    response = _put(client, bearer, hcp, **body)
+    assert response.status_code == 422, response.text[:300]
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.get(PREFS.format(hcp), headers=bearer).json()["max_promotional_per_month"] == 3
+    assert len(list(container.audit.iter_records())) == audit
+    # control: a good body through the same harness changes both
+    assert (
+        _put(client, bearer, hcp, max_promotional_per_month=4, reason="by letter").status_code
+        == 200
+    )
+    assert client.get(PREFS.format(hcp), headers=bearer).json()["max_promotional_per_month"] == 4
+    assert len(list(container.audit.iter_records())) == audit + 1
+
+
+def test_contact_preferences_access_and_scope(
+    client: TestClient, container: Container, hcp: str
+) -> None:
+    body = {"max_promotional_per_month": 1, "reason": "asked at a visit"}
+    assert client.get(PREFS.format(hcp)).status_code == 401
+    analyst = bearer_for(container, "analyst", "data_analyst")
+    assert client.get(PREFS.format(hcp), headers=analyst).status_code == 403
+    auditor = bearer_for(container, "auditor", "compliance_auditor")
+    assert client.get(PREFS.format(hcp), headers=auditor).status_code == 200
+    assert _put(client, auditor, hcp, **body).status_code == 403
+    elsewhere = bearer_for(container, "rep2", "sales_rep", territories=["T2"])
+    assert client.get(PREFS.format(hcp), headers=elsewhere).status_code == 404
+    assert _put(client, elsewhere, hcp, **body).status_code == 404
+    assert _put(client, elsewhere, "hcp_does_not_exist", **body).status_code == 404
+    france = bearer_for(container, "ops-fr", "marketing_ops", markets=["FR"])
+    assert _put(client, france, hcp, **body, market="DE").status_code in (403, 404)
+    rep = bearer_for(container, "rep", "sales_rep", territories=["T1"])
+    outside = _put(client, rep, hcp, **body, market="FR")
+    assert outside.status_code == 200  # the rep's user has no market limit
+    assert outside.json()["market"] == "FR"
+    assert _put(client, rep, hcp, **body).status_code == 200
+    assert len(_preference_audit(container, hcp)) == 2
+    # the French preference does not limit contacts in the HCP's market (DE)
+    assert client.get(PREFS.format(hcp), headers=rep).json()["max_promotional_per_month"] == 1

@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from typer.testing import CliRunner
 from counterpoint.cli.app import app
 from counterpoint.consent.ledger import Purpose
 from counterpoint.container import Container
-from counterpoint.event.canonical import Action, Channel, EventKind, LogEvent
+from counterpoint.event.canonical import Action, ActorType, Channel, EventKind, Function, LogEvent
 from counterpoint.policy.access import Role
+from counterpoint.policy.contact_service import PreferenceSource
 from counterpoint.policy.guard_service import CheckRequest
 from counterpoint.policy.policy_models import TouchDayRow, TouchLast
 
@@ -30,6 +32,7 @@ _n = [0]
 
 def _ev(subject: str, hours_ago: float, channel: Channel, action: Action, **props: Any) -> LogEvent:
     _n[0] += 1
+    function, actor_type = props.pop("function", None), props.pop("actor_type", None)
     return LogEvent(
         f"t-{_n[0]}-{hours_ago}",
         EventKind.TRACK,
@@ -40,6 +43,8 @@ def _ev(subject: str, hours_ago: float, channel: Channel, action: Action, **prop
         channel=channel,
         action=action,
         brand=props.pop("brand", None),
+        function=function,
+        actor_type=actor_type,
         payload={"properties": props},
     )
 
@@ -128,6 +133,85 @@ def test_hard_bounces_suppress_until_lifted_and_replays_change_nothing(
     assert len(container.contact.suppressions(ref)) == 1  # a newer hard bounce suppresses again
     actions = [r.action for r in container.audit.iter_records()]
     assert actions.count("suppression.lift") == 1
+
+
+def test_promotional_touches_are_counted_by_function(container: Container) -> None:
+    hcp_id = _identify(container)
+    events = [
+        _ev(NPI, 2, Channel.F2F_CALL, Action.CALL_COMPLETED, function=Function.COMMERCIAL),
+        _ev(NPI, 3, Channel.F2F_CALL, Action.CALL_COMPLETED, function=Function.MEDICAL),
+        _ev(NPI, 4, Channel.F2F_CALL, Action.CALL_COMPLETED, actor_type=ActorType.MSL),
+        _ev(NPI, 5, Channel.MEDICAL_INQUIRY, Action.CALL_COMPLETED),
+        _ev(EMAIL, 6, Channel.CAMPAIGN_EMAIL, Action.SENT),  # no function: commercial
+        _ev(EMAIL, 24 * 29, Channel.WEBINAR, Action.ATTENDED, function=Function.COMMERCIAL),
+        _ev(EMAIL, 24 * 31, Channel.SMS, Action.SENT, function=Function.COMMERCIAL),  # too old
+        _ev(NPI, 1, Channel.SMS, Action.REFUSED, function=Function.COMMERCIAL),  # not a touch
+    ]
+    container.log.append(events)
+    container.catch_up()
+    with container.sessions() as session:
+        rows = {
+            (r.subject, r.channel): (r.touches, r.promotional)
+            for r in session.scalars(select(TouchDayRow))
+        }
+    assert rows[(NPI, "f2f_call")] == (3, 1)
+    assert rows[(NPI, "medical_inquiry")] == (1, 0)
+    assert rows[(EMAIL, "campaign_email")] == (1, 1)
+    ref = container.profiles.resolve(hcp_id)
+    with container.sessions() as session:
+        count = container.contact.promotional_count(session, ref, NOW)
+    assert count == 3  # every identifier, channel and brand of the last 30 days
+    assert container.contact.preference(ref)["promotional_last_30_days"] == 3
+    # a rebuild from the log gives the same counts; a replay adds nothing
+    touches = next(c for c in container.consumers if c.name == "touches")
+    touches.rebuild()
+    assert container.contact.preference(ref)["promotional_last_30_days"] == 3
+    container.log.append(events[:1])
+    container.catch_up()
+    assert container.contact.preference(ref)["promotional_last_30_days"] == 3
+
+    # the guard enforces the HCP's own limit with these counts
+    container.contact.set_policy("DE", {"caps": []}, TEST_ACTOR, "no company caps")
+    container.contact.set_preference(
+        ref, "DE", 3, source=PreferenceSource.API, actor=TEST_ACTOR, reason="asked by letter"
+    )
+    visit = CheckRequest(hcp_id, Channel.F2F_CALL, Purpose.PROMOTIONAL)
+    assert container.guard.check(visit, role=Role.SALES_REP).codes == [
+        "no_consent", "hcp_frequency_cap",
+    ]  # fmt: skip
+    [many] = container.guard.check_many([visit], role=Role.SALES_REP)
+    assert many.codes == ["no_consent", "hcp_frequency_cap"]
+    container.contact.set_preference(
+        ref, "DE", 4, source=PreferenceSource.API, actor=TEST_ACTOR, reason="asked by letter"
+    )
+    assert container.guard.check(visit, role=Role.SALES_REP).codes == ["no_consent"]
+
+
+def test_preferences_of_merged_records_follow_the_survivor(container: Container) -> None:
+    hcp_id = _identify(container)
+    ref = container.profiles.resolve(hcp_id)
+    alias = replace(ref, id="hcp_merged_away", aliases=("hcp_merged_away",))
+    container.contact.set_preference(
+        alias, "DE", 1, source=PreferenceSource.API, actor=TEST_ACTOR, reason="older record"
+    )
+    merged = replace(ref, aliases=(*ref.aliases, "hcp_merged_away"))
+    with container.sessions() as session:
+        assert container.contact.preference_in(session, merged, "DE") == 1
+        facts = container.contact.facts_of(session, [merged], NOW.date())
+    assert facts[hcp_id].max_promotional_per_month == 1
+    stored = container.contact.set_preference(
+        merged, "DE", 8, source=PreferenceSource.API, actor=TEST_ACTOR, reason="newer"
+    )
+    assert stored["hcp_id"] == hcp_id
+    with container.sessions() as session:
+        assert container.contact.preference_in(session, merged, "DE") == 8
+        assert container.contact.preference_in(session, alias, "DE") is None  # moved over
+        assert (
+            container.contact.facts_of(session, [merged], NOW.date())[
+                hcp_id
+            ].max_promotional_per_month
+            == 8
+        )
 
 
 def item_channel(item: dict[str, Any]) -> Any:

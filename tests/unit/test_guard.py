@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from counterpoint.event.canonical import Channel
 from counterpoint.policy.access import Role
 from counterpoint.policy.contact import Cap, CapScope, ContactPolicy, QuietHours
 from counterpoint.policy.guard import (
+    HCP_FREQUENCY_DAYS,
     REASON_BITS,
     ROLE_RULES,
     Candidate,
@@ -36,9 +38,11 @@ from counterpoint.policy.guard import (
     decide,
     encode,
     kernel,
+    promotional_usage,
     reasons_of,
     role_allows,
 )
+from counterpoint.policy.touches import is_promotional
 
 # Monday 2026-11-23, 12:00 UTC = 13:00 in Berlin
 AT = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -150,8 +154,15 @@ def test_suppressed_after_hard_bounce_on_the_consent_channel() -> None:
     assert "suppressed" not in _codes(facts, POLICY, _email(channel=Channel.SMS))
 
 
-def _touch(days_ago: int, channel: Channel, n: int = 1, brand: str | None = None) -> TouchDay:
-    return TouchDay((AT - dt.timedelta(days=days_ago)).date(), channel.value, brand, n)
+def _touch(
+    days_ago: int, channel: Channel, n: int = 1, brand: str | None = None, promotional: int = 0
+) -> TouchDay:
+    day = (AT - dt.timedelta(days=days_ago)).date()
+    return TouchDay(day, channel.value, brand, n, promotional=promotional)
+
+
+def _promo(days_ago: int, channel: Channel = Channel.F2F_CALL, n: int = 1) -> TouchDay:
+    return _touch(days_ago, channel, n, brand="OTHER", promotional=n)
 
 
 def test_over_cap_counts_every_channel_and_brand_in_the_window() -> None:
@@ -200,6 +211,81 @@ def test_over_minutes_counts_reported_and_estimated_minutes() -> None:
         consents=(*GRANTED, _record(ConsentState.GRANTED, ConsentChannel.F2F_CALL, seq=2)),
     )
     assert _codes(facts, policy, visit) == ["over_minutes"]  # 55 + 15 > 60
+
+
+def test_hcp_frequency_cap_counts_promotional_touches_of_the_last_30_days() -> None:
+    two = (_promo(0, Channel.F2F_CALL), _promo(29, Channel.WEBINAR))  # every channel and brand
+    decision = decide(_facts(touches=two, max_promotional_per_month=2), POLICY, _email())
+    assert decision.codes == ["hcp_frequency_cap"]
+    assert "at most 2 promotional" in decision.refusals[0].detail
+    assert "2 in the last 30 days" in decision.refusals[0].detail
+    # one below the limit, or the older touch outside the 30-day window: allowed
+    assert _codes(_facts(touches=two, max_promotional_per_month=3), POLICY, _email()) == []
+    outside = (_promo(0), _promo(HCP_FREQUENCY_DAYS))
+    assert _codes(_facts(touches=outside, max_promotional_per_month=2), POLICY, _email()) == []
+    # touches that were not promotional (medical function) do not count
+    medical = (_promo(0), _touch(1, Channel.F2F_CALL, 5))
+    assert _codes(_facts(touches=medical, max_promotional_per_month=2), POLICY, _email()) == []
+    # no limit of the HCP's own: never this reason
+    many = (_promo(0, n=50),)
+    assert _codes(_facts(touches=many), POLICY, _email()) == []
+
+
+def test_hcp_frequency_cap_applies_to_promotional_purposes_only() -> None:
+    facts = _facts(
+        touches=(_promo(1, n=3),),
+        max_promotional_per_month=1,
+        consents=(*GRANTED, _record(ConsentState.GRANTED, purpose=Purpose.EDUCATIONAL, seq=2)),
+    )
+    assert _codes(facts, POLICY, _email()) == ["hcp_frequency_cap"]
+    assert _codes(facts, POLICY, _email(purpose=Purpose.EDUCATIONAL)) == []
+    visit = _email(channel=Channel.F2F_CALL, role=Role.SALES_REP)  # a rep's visit is limited too
+    call = _facts(
+        touches=(_promo(1, n=3),),
+        max_promotional_per_month=1,
+        consents=(_record(ConsentState.GRANTED, ConsentChannel.F2F_CALL),),
+    )
+    assert _codes(call, POLICY, visit) == ["hcp_frequency_cap"]
+
+
+def test_hcp_frequency_cap_and_company_caps_both_refuse() -> None:
+    policy = ContactPolicy("DE", "Europe/Berlin", caps=(Cap(CapScope.ALL, 7, max_touches=2),))
+    touches = (_promo(0, n=2),)
+    both = _codes(_facts(touches=touches, max_promotional_per_month=2), policy, _email())
+    assert both == ["over_cap", "hcp_frequency_cap"]
+    assert _codes(_facts(touches=touches, max_promotional_per_month=4), policy, _email()) == [
+        "over_cap"
+    ]
+    loose = ContactPolicy("DE", "Europe/Berlin", caps=(Cap(CapScope.ALL, 7, max_touches=9),))
+    assert _codes(_facts(touches=touches, max_promotional_per_month=2), loose, _email()) == [
+        "hcp_frequency_cap"
+    ]
+
+
+def test_promotional_usage_uses_utc_days_up_to_the_candidate() -> None:
+    touches = (_promo(0, n=2), _promo(29), _promo(30, n=7), _promo(-1, n=5))
+    assert promotional_usage(touches, AT) == 3  # the future day and day 30 are outside
+    assert promotional_usage(touches, AT + dt.timedelta(days=1)) == 7
+
+
+@pytest.mark.parametrize(
+    ("function", "channel", "actor", "promotional"),
+    [
+        ("commercial", Channel.CAMPAIGN_EMAIL, None, True),
+        ("commercial", Channel.F2F_CALL, "rep", True),
+        ("medical", Channel.F2F_CALL, "msl", False),
+        ("medical", Channel.CAMPAIGN_EMAIL, None, False),
+        (None, Channel.CAMPAIGN_EMAIL, None, True),  # the tracking API's default: commercial
+        (None, Channel.F2F_CALL, "rep", True),
+        (None, Channel.MEDICAL_INQUIRY, None, False),
+        (None, Channel.F2F_CALL, "msl", False),
+        (None, Channel.REMOTE_CALL, "medical_affairs", False),
+    ],
+)
+def test_which_touches_are_promotional(
+    function: str | None, channel: Channel, actor: str | None, promotional: bool
+) -> None:
+    assert is_promotional(function, channel, actor) is promotional
 
 
 def test_min_gap() -> None:
@@ -280,12 +366,17 @@ def test_every_reason_is_reported_together() -> None:
         last_touch={"campaign_email": AT - dt.timedelta(hours=1)},
         dnc=(DncEntry(None, "asked"),),
         suppressed=frozenset({ConsentChannel.EMAIL}),
+        max_promotional_per_month=1,
     )
     codes = _codes(facts, policy, _email(role=Role.DATA_ANALYST))
     assert set(codes) == {
         "role_not_allowed", "no_consent", "do_not_contact", "suppressed", "over_cap",
         "over_minutes", "min_gap", "quiet_hours",
     }  # fmt: skip
+    assert "hcp_frequency_cap" not in codes  # the touch was not promotional
+    facts = replace(facts, touches=(_promo(0, Channel.CAMPAIGN_EMAIL),))
+    again = _codes(facts, policy, _email(role=Role.DATA_ANALYST))
+    assert set(again) == {*codes, "hcp_frequency_cap"}
 
 
 def test_role_table() -> None:
@@ -335,11 +426,12 @@ records = st.builds(
     times, st.sampled_from([None, 5, 60]), st.sampled_from(BRANDS),
 )  # fmt: skip
 touch_days = st.builds(
-    lambda ago, ch, brand, n, rep, mins: TouchDay(
-        (AT - dt.timedelta(days=ago)).date(), ch.value, brand, n, min(rep, n), mins if rep else 0.0
+    lambda ago, ch, brand, n, rep, mins, promo: TouchDay(
+        (AT - dt.timedelta(days=ago)).date(), ch.value, brand, n, min(rep, n), mins if rep else 0.0,
+        min(promo, n),
     ),
     st.integers(-1, 40), st.sampled_from(CHANNELS), st.sampled_from(BRANDS),
-    st.integers(1, 3), st.integers(0, 2), st.floats(0, 120),
+    st.integers(1, 3), st.integers(0, 2), st.floats(0, 120), st.integers(0, 3),
 )  # fmt: skip
 facts_st = st.builds(
     HcpFacts,
@@ -352,6 +444,7 @@ facts_st = st.builds(
     dnc=st.lists(st.builds(DncEntry, st.sampled_from([None, *CHANNELS]), st.just("r")),
                  max_size=2).map(tuple),
     suppressed=st.frozensets(st.sampled_from([ConsentChannel.EMAIL, ConsentChannel.SMS])),
+    max_promotional_per_month=st.none() | st.integers(1, 8),
 )  # fmt: skip
 caps_st = st.lists(
     st.one_of(
@@ -399,6 +492,20 @@ def test_batch_kernel_agrees_with_the_single_decision(
         single = decide(facts, policy, candidate)
         assert bool(allowed[i]) == single.allowed, (i, single)
         assert int(masks[i]) == single.mask, (reasons_of(int(masks[i])), single.codes)
+
+
+def test_the_batch_property_reaches_the_hcp_frequency_cap() -> None:
+    """The random rows of the property above do produce the new reason (not vacuous)."""
+    seen: set[bool] = set()
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rows=rows_st)
+    def collect(rows: list[tuple[HcpFacts | None, ContactPolicy, Candidate]]) -> None:
+        _, masks = kernel(encode(rows))
+        seen.update(bool(int(m) & REASON_BITS[Reason.HCP_FREQUENCY_CAP]) for m in masks)
+
+    collect()
+    assert seen == {True, False}
 
 
 def test_kernel_on_empty_and_cap_free_batches() -> None:

@@ -1,10 +1,13 @@
-"""A Hypothesis state machine drives consent, policy, do-not-contact, bounces and time, and
-attempts sends through the guard; a send the guard allows happens and becomes a touch.
+"""A Hypothesis state machine drives consent, policy, do-not-contact, bounces, the HCP's own
+limit on promotional messages and time, and attempts sends through the guard; a send the
+guard allows happens and becomes a touch (commercial, or medical when sent for a medical
+purpose or by an MSL).
 
 Invariant: no performed send breaks a rule, as judged by a deliberately simple oracle that
 replays the whole history by brute force (it shares no code with the guard's rules). The
 negative control runs the same machine with the guard switched off and requires Hypothesis
-to find a violating send.
+to find a violating send; a second one switches off only the HCP's own limit and requires
+the oracle to find a send past that limit.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from counterpoint.consent.ledger import (
     ConsentChannel,
@@ -57,6 +66,11 @@ class Send:
     purpose: str
     brand: str | None
     role: str | None
+
+    @property
+    def commercial(self) -> bool:
+        """The function the send's event carries: medical for medical purposes or staff."""
+        return self.purpose != "medical" and self.role != "msl"
 
 
 @dataclass
@@ -153,6 +167,15 @@ def oracle_violations(history: History, zone: str | None) -> list[str]:
                 problems.append(f"{why}: quiet hours at {local}")
         if local.weekday() in policy.quiet_weekdays:
             problems.append(f"{why}: quiet day {local}")
+        # the HCP's own limit: the last preference it gave, over commercial sends of 30 days
+        limit = None
+        for _, kind, data in before:
+            if kind == "preference":
+                limit = data
+        if limit is not None and send.purpose == "promotional":
+            recent = [p for p in earlier if p.commercial and 0 <= (today - p.at.date()).days < 30]
+            if len(recent) + 1 > limit:
+                problems.append(f"{why}: the HCP's own limit of {limit} per month")
     return problems
 
 
@@ -172,6 +195,7 @@ _caps = st.lists(
 
 class GuardedSends(RuleBasedStateMachine):
     guard_on = True
+    own_limit_on = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -183,6 +207,7 @@ class GuardedSends(RuleBasedStateMachine):
         self.consents: list[ConsentRecord] = []
         self.dnc: dict[str, DncEntry] = {}
         self.suppressed: set[ConsentChannel] = set()
+        self.max_promotional: int | None = None
         self.history = History()
         self._note("policy", self.policy)
 
@@ -260,25 +285,36 @@ class GuardedSends(RuleBasedStateMachine):
         self.suppressed.discard(channel)
         self._note("lift", channel.value)
 
+    @rule(limit=st.none() | st.integers(1, 4))
+    def set_preference(self, limit: int | None) -> None:
+        self.max_promotional = limit
+        self._note("preference", limit)
+
     @rule(minutes=st.integers(1, 60 * 80))
     def advance(self, minutes: int) -> None:
         self.now += dt.timedelta(minutes=minutes)
 
     def _facts(self) -> HcpFacts:
         days: dict[tuple[dt.date, str, str | None], int] = defaultdict(int)
+        promotional: dict[tuple[dt.date, str, str | None], int] = defaultdict(int)
         last: dict[str, dt.datetime] = {}
         for s in self.history.sends:
             days[(s.at.date(), s.channel, s.brand)] += 1
+            promotional[(s.at.date(), s.channel, s.brand)] += s.commercial
             last[s.channel] = max(last.get(s.channel, s.at), s.at)
         return HcpFacts(
             hcp_id="hcp_1",
             market="DE",
             time_zone=self.zone,
             consents=tuple(self.consents),
-            touches=tuple(TouchDay(d, c, b, n) for (d, c, b), n in days.items()),
+            touches=tuple(
+                TouchDay(d, c, b, n, promotional=promotional[(d, c, b)])
+                for (d, c, b), n in days.items()
+            ),
             last_touch=last,
             dnc=tuple(self.dnc.values()),
             suppressed=frozenset(self.suppressed),
+            max_promotional_per_month=self.max_promotional if self.own_limit_on else None,
         )
 
     @rule(
@@ -309,6 +345,26 @@ class UnguardedSends(GuardedSends):
     guard_on = False
 
 
+class LimitedHcp(GuardedSends):
+    """Starts with promotional consent on every channel and an own limit of one a month, so
+    the HCP's own limit is reached often (the other rules still vary)."""
+
+    @initialize()
+    def prepare(self) -> None:
+        for channel in (ConsentChannel.EMAIL, ConsentChannel.SMS, ConsentChannel.F2F_CALL):
+            self.consent(channel, Purpose.PROMOTIONAL, ConsentState.GRANTED, None)
+        self.set_preference(1)
+
+    @rule(channel=st.sampled_from([Channel.CAMPAIGN_EMAIL, Channel.SMS]))
+    def attempt_promotional_send(self, channel: Channel) -> None:
+        """More promotional sends than the generic rule makes, to press on the limit."""
+        self.attempt_send(channel, Purpose.PROMOTIONAL, None, None)
+
+
+class OwnLimitIgnored(LimitedHcp):
+    own_limit_on = False
+
+
 RUN = settings(
     max_examples=150,
     stateful_step_count=40,
@@ -325,6 +381,38 @@ def test_negative_control_without_the_guard_the_oracle_finds_violations() -> Non
     quick = settings(RUN, database=None, phases=[Phase.generate], print_blob=False)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(UnguardedSends, settings=quick)
+
+
+def test_no_performed_send_passes_the_hcp_limit() -> None:
+    run_state_machine_as_test(LimitedHcp, settings=settings(RUN, max_examples=80))
+
+
+def test_negative_control_ignoring_the_hcp_limit_lets_the_oracle_find_it() -> None:
+    """Every other rule still guarded: the only violations left are of the HCP's own limit."""
+    quick = settings(
+        RUN, database=None, phases=[Phase.generate], print_blob=False, derandomize=True
+    )
+    with pytest.raises(AssertionError, match="the HCP's own limit"):
+        run_state_machine_as_test(OwnLimitIgnored, settings=quick)
+
+
+def test_the_hcp_limit_stops_sends_in_the_machine() -> None:
+    machine = GuardedSends()
+    machine.consent(ConsentChannel.EMAIL, Purpose.PROMOTIONAL, ConsentState.GRANTED, None)
+    machine.consent(ConsentChannel.EMAIL, Purpose.EDUCATIONAL, ConsentState.GRANTED, None)
+    machine.change_calendar(None, frozenset(), frozenset())
+    machine.change_limits([], {})
+    machine.set_preference(2)
+    for _ in range(3):
+        machine.attempt_send(Channel.CAMPAIGN_EMAIL, Purpose.PROMOTIONAL, None, None)
+    assert len(machine.history.sends) == 2
+    machine.attempt_send(Channel.CAMPAIGN_EMAIL, Purpose.EDUCATIONAL, None, None)  # not limited
+    assert len(machine.history.sends) == 3
+    machine.advance(60 * 24 * 30)  # the first sends leave the 30-day window
+    machine.attempt_send(Channel.CAMPAIGN_EMAIL, Purpose.PROMOTIONAL, None, None)
+    assert len(machine.history.sends) == 4
+    machine.no_send_breaks_a_rule()
+    machine.teardown()
 
 
 def test_the_machine_performs_sends_when_the_rules_allow_them() -> None:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from counterpoint import __version__
 from counterpoint.api import admin, consent, hcps, ingest, quarantine
+from counterpoint.api import contact_preferences as contact_preferences_api
 from counterpoint.api import guard as guard_api
 from counterpoint.api import policy as policy_api
 from counterpoint.api import privacy as privacy_api
@@ -106,6 +107,7 @@ def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
     app.include_router(consent_pages.router)  # HCP consent pages, SMS webhook
     app.include_router(policy_api.router)
     app.include_router(guard_api.router)
+    app.include_router(contact_preferences_api.router)
     app.include_router(privacy_api.router)
     app.include_router(transfers_api.router)
     return app

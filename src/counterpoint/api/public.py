@@ -68,6 +68,7 @@ def self_service(container: Container) -> SelfService:
         consents=container.consents,
         profiles=container.profiles,
         audit=container.audit,
+        contact=container.contact,
         preference_wording=settings.preference_wording,
         preference_wording_version=settings.preference_wording_version,
     )

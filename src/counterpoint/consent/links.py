@@ -47,6 +47,7 @@ from counterpoint.kit.signing import (
     SignedClaims,
 )
 from counterpoint.policy.audit import Actor, AuditTrail
+from counterpoint.policy.contact_service import PREFERENCE_ACTION, ContactService, PreferenceSource
 from counterpoint.profile.identifiers import parse_identifier
 from counterpoint.profile.service import HcpRef, ProfileService
 from counterpoint.profile.validation import country_codes, normalise_market
@@ -324,8 +325,9 @@ PREFERENCE_CHANNELS: tuple[ConsentChannel, ...] = (
 FREQUENCY_CHOICES: tuple[int, ...] = (1, 2, 4, 8)
 """Offered caps on promotional messages per month (none chosen: no cap of the HCP's own)."""
 
-FREQUENCY_ACTION = "hcp.contact_frequency"
-"""Audit action holding the HCP's chosen cap: after = {"max_promotional_per_month": N|None}."""
+FREQUENCY_ACTION = PREFERENCE_ACTION
+"""Audit action of a change of the HCP's chosen cap (stored in ``contact_preference``, which
+the guard enforces): after = {"max_promotional_per_month": N|None, "market": …, …}."""
 
 PREFERENCE_REASON = "changed by the HCP in the preference centre"
 
@@ -432,6 +434,7 @@ class SelfService:
         consents: ConsentService,
         profiles: ProfileService,
         audit: AuditTrail,
+        contact: ContactService,
         preference_wording: str,
         preference_wording_version: str,
     ) -> None:
@@ -440,6 +443,7 @@ class SelfService:
         self._consents = consents
         self._profiles = profiles
         self._audit = audit
+        self._contact = contact
         self._wording = preference_wording
         self._wording_version = preference_wording_version
 
@@ -637,15 +641,9 @@ class SelfService:
         return SmsOutcome("recorded_by_subject" if written else "duplicate", keyword, written, None)
 
     # --- preference centre --------------------------------------------------------------
-    def _latest_frequency(self, ref: HcpRef) -> int | None:
-        latest: tuple[int, int | None] | None = None
-        for alias in ref.aliases:
-            for row in self._audit.iter_records(object_id=alias):
-                if row.action == FREQUENCY_ACTION and row.after is not None:
-                    found = row.after.get("max_promotional_per_month")
-                    if latest is None or row.seq > latest[0]:
-                        latest = (row.seq, found if isinstance(found, int) else None)
-        return latest[1] if latest else None
+    def _latest_frequency(self, ref: HcpRef, market: str) -> int | None:
+        with self._sessions() as session:
+            return self._contact.preference_in(session, ref, market)
 
     def _market_of(self, ref: HcpRef, claims: PreferencesClaims) -> str:
         market = claims.market or ref.market
@@ -686,7 +684,7 @@ class SelfService:
             wording=self._wording,
             wording_version=self._wording_version,
             wording_hash=hash_wording(self._wording),
-            frequency=self._latest_frequency(ref),
+            frequency=self._latest_frequency(ref, market),
         )
 
     def save_preferences(
@@ -726,6 +724,7 @@ class SelfService:
         )
         actor = _hcp_actor(view.hcp_id, requester)
         ref_id = view.hcp_id
+        ref = self._profiles.resolve(ref_id)
         granted: list[ConsentRecord] = []
         revoked: list[ConsentRecord] = []
         with self._sessions.begin() as session:
@@ -754,18 +753,16 @@ class SelfService:
                 )
                 if rec is not None:
                     out.append(rec)
-            changed = cap != view.frequency
-            if changed:
-                self._audit.record(
-                    session,
-                    actor,
-                    FREQUENCY_ACTION,
-                    "hcp",
-                    ref_id,
-                    before={"max_promotional_per_month": view.frequency},
-                    after={"max_promotional_per_month": cap, "market": view.market},
-                    reason=PREFERENCE_REASON,
-                )
+            # stored (and audited) with the consent records: the guard enforces it
+            _, changed = self._contact.set_preference_in(
+                session,
+                ref,
+                view.market,
+                cap,
+                source=PreferenceSource.PREFERENCE_CENTRE,
+                actor=actor,
+                reason=PREFERENCE_REASON,
+            )
         return PreferencesSaved(tuple(granted), tuple(revoked), cap, changed)
 
 

@@ -29,6 +29,7 @@ from counterpoint.consent.ledger import (
 from counterpoint.consent.models import ConsentRow
 from counterpoint.errors import ValidationFailedError
 from counterpoint.kit.clock import Clock
+from counterpoint.kit.db import Reader, connection_of
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.profile.service import HcpRef, ProfileService
 from counterpoint.profile.validation import country_codes, normalise_market
@@ -361,10 +362,10 @@ class ConsentService:
             return self.withdraw_in(session, ref, channel, **kwargs)
 
     # --- reading ------------------------------------------------------------------------
-    def records_in(self, session: Session, ref: HcpRef) -> list[ConsentRecord]:
+    def records_in(self, session: Reader, ref: HcpRef) -> list[ConsentRecord]:
         """``records`` inside the caller's session (hot paths: one guard check), through a
         prebuilt Core statement."""
-        rows = session.connection().execute(
+        rows = connection_of(session).execute(
             _RECORDS_OF,
             {"ids": list(ref.aliases), "subjects": list(ref.identifiers) or [""]},
         )

@@ -10,13 +10,29 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "UtcDateTime", "make_engine", "make_sessionmaker", "transaction"]
+__all__ = [
+    "Base",
+    "Reader",
+    "UtcDateTime",
+    "connection_of",
+    "make_engine",
+    "make_sessionmaker",
+    "transaction",
+]
+
+Reader = Session | Connection
+"""What a hot-path read runs on: an ORM session, or a bare Core connection (cheaper)."""
+
+
+def connection_of(reader: Reader) -> Connection:
+    return reader.connection() if isinstance(reader, Session) else reader
+
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",

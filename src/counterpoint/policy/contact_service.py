@@ -1,17 +1,18 @@
 """Use cases of contact policy: versioned policy documents per market, do-not-contact entries,
-hard-bounce suppressions (each change audited in its transaction), and the bulk reads of the
-facts the guard needs."""
+hard-bounce suppressions, the HCP's own contact preferences (each change audited in its
+transaction), and the bulk reads of the facts the guard needs."""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, cast, func, literal, null, select, union_all
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 
@@ -19,6 +20,7 @@ from counterpoint.consent.ledger import ConsentChannel
 from counterpoint.errors import NotFoundError, ValidationFailedError
 from counterpoint.event.canonical import Channel
 from counterpoint.kit.clock import Clock
+from counterpoint.kit.db import Reader, UtcDateTime, connection_of
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.policy.contact import (
     ContactPolicy,
@@ -27,9 +29,10 @@ from counterpoint.policy.contact import (
     parse_policy,
     policy_document,
 )
-from counterpoint.policy.guard import DncEntry, TouchDay
+from counterpoint.policy.guard import HCP_FREQUENCY_DAYS, DncEntry, TouchDay
 from counterpoint.policy.policy_models import (
     ContactPolicyVersion,
+    ContactPreference,
     DoNotContact,
     Suppression,
     TouchDayRow,
@@ -37,7 +40,14 @@ from counterpoint.policy.policy_models import (
 )
 from counterpoint.profile.service import HcpRef
 
-__all__ = ["ALL_CHANNELS", "ContactFacts", "ContactService"]
+__all__ = [
+    "ALL_CHANNELS",
+    "MAX_PROMOTIONAL_PER_MONTH",
+    "PREFERENCE_ACTION",
+    "ContactFacts",
+    "ContactService",
+    "PreferenceSource",
+]
 
 ALL_CHANNELS = "all"
 _IN_BATCH = 500
@@ -51,16 +61,43 @@ _TOUCHES = select(
     TouchDayRow.touches,
     TouchDayRow.reported_touches,
     TouchDayRow.reported_minutes,
+    TouchDayRow.promotional,
 ).where(TouchDayRow.subject.in_(_SUBJECTS), TouchDayRow.day >= bindparam("since"))
-_LAST = select(TouchLast.subject, TouchLast.channel, TouchLast.last_at).where(
-    TouchLast.subject.in_(_SUBJECTS)
+_LAST_AND_SUPPRESSED = union_all(
+    select(
+        literal("last").label("kind"), TouchLast.subject, TouchLast.channel, TouchLast.last_at
+    ).where(TouchLast.subject.in_(_SUBJECTS)),
+    select(
+        literal("suppressed"),
+        Suppression.subject,
+        Suppression.channel,
+        cast(null(), UtcDateTime()),
+    ).where(Suppression.subject.in_(_SUBJECTS), Suppression.lifted_at.is_(None)),
 )
-_SUPPRESSED = select(Suppression.subject, Suppression.channel).where(
-    Suppression.subject.in_(_SUBJECTS), Suppression.lifted_at.is_(None)
-)
+"""Last touches and active suppressions in one round trip (a guard check is hot)."""
+_PREFERENCES = select(
+    ContactPreference.hcp_id,
+    ContactPreference.market,
+    ContactPreference.max_promotional_per_month,
+    ContactPreference.set_at,
+).where(ContactPreference.hcp_id.in_(bindparam("ids", expanding=True)))
 _DNC = select(DoNotContact.hcp_id, DoNotContact.channel, DoNotContact.reason).where(
     DoNotContact.hcp_id.in_(bindparam("ids", expanding=True))
 )
+
+
+PREFERENCE_ACTION = "hcp.contact_frequency"
+"""Audit action of a change of the HCP's own preference: before/after hold
+``max_promotional_per_month`` (None: no limit of its own), ``market`` and ``source``."""
+MAX_PROMOTIONAL_PER_MONTH = 100
+"""The highest limit that may be recorded (1 to this; None: no limit of the HCP's own)."""
+
+
+class PreferenceSource(enum.StrEnum):
+    """Where the HCP expressed its preference."""
+
+    PREFERENCE_CENTRE = "preference_centre"
+    API = "api"  # recorded by operations (phone, letter, …)
 
 
 def _batches(values: Iterable[str]) -> Iterable[list[str]]:
@@ -77,6 +114,7 @@ class ContactFacts:
     last_touch: dict[str, dt.datetime] = field(default_factory=dict)
     dnc: list[DncEntry] = field(default_factory=list)
     suppressed: set[ConsentChannel] = field(default_factory=set)
+    max_promotional_per_month: int | None = None  # the HCP's own limit in its market
 
 
 def _version_dict(row: ContactPolicyVersion | None, market: str) -> dict[str, Any]:
@@ -118,6 +156,45 @@ def _suppression_dict(row: Suppression) -> dict[str, Any]:
         "lifted_by": row.lifted_by,
         "lift_reason": row.lift_reason,
     }
+
+
+def _preference_dict(row: ContactPreference) -> dict[str, Any]:
+    return {
+        "hcp_id": row.hcp_id,
+        "market": row.market,
+        "max_promotional_per_month": row.max_promotional_per_month,
+        "set_at": row.set_at,
+        "source": row.source,
+        "set_by": row.set_by,
+    }
+
+
+def _no_preference(hcp_id: str, market: str) -> dict[str, Any]:
+    return {
+        "hcp_id": hcp_id,
+        "market": market,
+        "max_promotional_per_month": None,
+        "set_at": None,
+        "source": None,
+        "set_by": None,
+    }
+
+
+def _limit(value: object) -> int | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_PROMOTIONAL_PER_MONTH
+    ):
+        raise ValidationFailedError(
+            f"{str(value)[:20]!r} is not a number of promotional messages per month",
+            field="max_promotional_per_month",
+            fix=f"give a whole number from 1 to {MAX_PROMOTIONAL_PER_MONTH},"
+            " or null for no limit of the HCP's own",
+        )
+    return value
 
 
 def _market(text: str) -> str:
@@ -364,12 +441,135 @@ class ContactService:
             )
         return out
 
+    # --- the HCP's own contact preferences ---------------------------------------------
+    @staticmethod
+    def _preference_rows(session: Session, ref: HcpRef, market: str) -> list[ContactPreference]:
+        return list(
+            session.scalars(
+                select(ContactPreference).where(
+                    ContactPreference.hcp_id.in_(ref.aliases or (ref.id,)),
+                    ContactPreference.market == market,
+                )
+            )
+        )
+
+    @staticmethod
+    def _current_of(rows: Sequence[ContactPreference], hcp_id: str) -> ContactPreference | None:
+        """The preference in force: the newest of the HCP's ids (merged records), the HCP's
+        own id first on a tie."""
+        if not rows:
+            return None
+        return max(rows, key=lambda r: (r.set_at, r.hcp_id == hcp_id))
+
+    def preference_in(self, session: Session, ref: HcpRef, market: str) -> int | None:
+        """The HCP's own limit on promotional messages per month in ``market`` (None: none)."""
+        row = self._current_of(self._preference_rows(session, ref, _market(market)), ref.id)
+        return row.max_promotional_per_month if row else None
+
+    def set_preference_in(
+        self,
+        session: Session,
+        ref: HcpRef,
+        market: str,
+        max_promotional_per_month: int | None,
+        *,
+        source: PreferenceSource,
+        actor: Actor,
+        reason: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Store the HCP's limit in the caller's transaction, audited (before/after) when it
+        changes. Returns (the preference, whether it changed)."""
+        why = require_reason(reason, "a contact preference")
+        market = _market(market)
+        limit = _limit(max_promotional_per_month)
+        rows = self._preference_rows(session, ref, market)
+        current = self._current_of(rows, ref.id)
+        if current is not None and current.max_promotional_per_month == limit:
+            return _preference_dict(current), False
+        if current is None and limit is None:
+            return _no_preference(ref.id, market), False
+        before = _preference_dict(current) if current else None
+        row = next((r for r in rows if r.hcp_id == ref.id), None)
+        if row is None:
+            row = ContactPreference(hcp_id=ref.id, market=market)
+            session.add(row)
+        row.max_promotional_per_month = limit
+        row.set_at = self._clock.now()
+        row.source = source.value
+        row.set_by = actor.name[:200]
+        for stale in rows:  # the HCP's other ids (merged records) follow the new value
+            if stale is not row:
+                session.delete(stale)
+        session.flush()
+        after = _preference_dict(row)
+        self._audit.record(
+            session,
+            actor,
+            PREFERENCE_ACTION,
+            "hcp",
+            ref.id,
+            before=before,
+            after=after,
+            reason=why,
+        )
+        return after, True
+
+    def set_preference(
+        self,
+        ref: HcpRef,
+        market: str,
+        max_promotional_per_month: int | None,
+        *,
+        source: PreferenceSource,
+        actor: Actor,
+        reason: str | None,
+    ) -> dict[str, Any]:
+        """Store the HCP's limit in its own transaction (see ``set_preference_in``)."""
+        with self._sessions.begin() as session:
+            result, changed = self.set_preference_in(
+                session,
+                ref,
+                market,
+                max_promotional_per_month,
+                source=source,
+                actor=actor,
+                reason=reason,
+            )
+        return {**result, "changed": changed}
+
+    def preference(self, ref: HcpRef, market: str | None = None) -> dict[str, Any]:
+        """The HCP's preference in ``market`` (default: its own market) and the promotional
+        touches of the last 30 days it is measured against."""
+        key = _market(market or ref.market or "")
+        with self._sessions() as session:
+            row = self._current_of(self._preference_rows(session, ref, key), ref.id)
+            used = self.promotional_count(session, ref, self._clock.now())
+        found = _preference_dict(row) if row else _no_preference(ref.id, key)
+        return {**found, "hcp_id": ref.id, "promotional_last_30_days": used}
+
+    @staticmethod
+    def promotional_count(session: Session, ref: HcpRef, at: dt.datetime) -> int:
+        """Promotional touches to the HCP (every identifier, channel and brand) in the
+        30 UTC days up to ``at``: one indexed read."""
+        if not ref.identifiers:
+            return 0
+        today = at.astimezone(dt.UTC).date()
+        total = session.scalar(
+            select(func.coalesce(func.sum(TouchDayRow.promotional), 0)).where(
+                TouchDayRow.subject.in_(ref.identifiers),
+                TouchDayRow.day >= today - dt.timedelta(days=HCP_FREQUENCY_DAYS - 1),
+                TouchDayRow.day <= today,
+            )
+        )
+        return int(total or 0)
+
     # --- facts for the guard (bulk) -----------------------------------------------------
     def facts_of(
-        self, session: Session, refs: Sequence[HcpRef], since: dt.date
+        self, session: Reader, refs: Sequence[HcpRef], since: dt.date
     ) -> dict[str, ContactFacts]:
-        """Touches since ``since``, last touches, do-not-contact entries and active
-        suppressions of many HCPs, in a few queries per 500 ids."""
+        """Touches since ``since``, last touches, do-not-contact entries, active
+        suppressions and the HCP's own limit in its market, of many HCPs, in a few queries
+        per 500 ids."""
         owner: dict[str, str] = {}
         alias_owner: dict[str, str] = {}
         for ref in refs:
@@ -378,21 +578,36 @@ class ContactService:
             for alias in ref.aliases:
                 alias_owner[alias] = ref.id
         out = {ref.id: ContactFacts() for ref in refs}
+        connection = connection_of(session)  # Core statements: no ORM overhead per query
         for part in _batches(owner):
-            for subject, day, channel, brand, n, reported, minutes in session.execute(
+            for subject, day, channel, brand, n, reported, minutes, promo in connection.execute(
                 _TOUCHES, {"subjects": part, "since": since}
             ):
                 out[owner[subject]].touches.append(
-                    TouchDay(day, channel, brand or None, n, reported, minutes)
+                    TouchDay(day, channel, brand or None, n, reported, minutes, promo)
                 )
-            for subject, channel, last_at in session.execute(_LAST, {"subjects": part}):
+            for kind, subject, channel, last_at in connection.execute(
+                _LAST_AND_SUPPRESSED, {"subjects": part}
+            ):
+                if kind == "suppressed":
+                    out[owner[subject]].suppressed.add(ConsentChannel(channel))
+                    continue
                 last = out[owner[subject]].last_touch
                 if channel not in last or last[channel] < last_at:
                     last[channel] = last_at
-            for subject, channel in session.execute(_SUPPRESSED, {"subjects": part}):
-                out[owner[subject]].suppressed.add(ConsentChannel(channel))
         for part in _batches(alias_owner):
-            for hcp_id, channel, reason in session.execute(_DNC, {"ids": part}):
+            for hcp_id, channel, reason in connection.execute(_DNC, {"ids": part}):
                 entry = DncEntry(None if channel == ALL_CHANNELS else Channel(channel), reason)
                 out[alias_owner[hcp_id]].dnc.append(entry)
+        markets = {ref.id: ref.market for ref in refs}
+        newest: dict[str, tuple[dt.datetime, bool]] = {}
+        for part in _batches(alias_owner):
+            for hcp_id, market, limit, set_at in connection.execute(_PREFERENCES, {"ids": part}):
+                owner_id = alias_owner[hcp_id]
+                if market != markets[owner_id]:
+                    continue
+                rank = (set_at, hcp_id == owner_id)
+                if owner_id not in newest or newest[owner_id] < rank:
+                    newest[owner_id] = rank
+                    out[owner_id].max_promotional_per_month = limit
         return out

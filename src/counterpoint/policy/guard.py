@@ -1,11 +1,12 @@
 """The guard: may this contact reach this HCP now? One decision for every path. Pure.
 
 ``decide`` takes what is known of the HCP (consent records, touches, do-not-contact entries,
-suppressions), the market's contact policy and the candidate contact, and returns *allowed*
-or *refused* with every reason that applies. ``encode`` + ``kernel`` are the batch form: the
-same rules as NumPy comparisons over one row per candidate; a property test proves both forms
-agree. Content checks (approval, validity, market, channel, language, purpose of the piece of
-content) plug in through ``ContentCheck``. See docs/guard.md.
+suppressions, its own limit on promotional contacts), the market's contact policy and the
+candidate contact, and returns *allowed* or *refused* with every reason that applies.
+``encode`` + ``kernel`` are the batch form: the same rules as NumPy comparisons over one row
+per candidate; a property test proves both forms agree. Content checks (approval, validity,
+market, channel, language, purpose of the piece of content) plug in through ``ContentCheck``.
+See docs/guard.md.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from counterpoint.policy.contact import WEEKDAYS, Cap, ContactPolicy
 
 __all__ = [
     "AUTOMATED_CHANNELS",
+    "HCP_FREQUENCY_DAYS",
     "REASON_BITS",
     "ROLE_RULES",
     "Candidate",
@@ -50,6 +52,7 @@ __all__ = [
     "encode",
     "kernel",
     "local_time",
+    "promotional_usage",
     "reasons_of",
     "role_allows",
     "window_usage",
@@ -70,11 +73,16 @@ class Reason(enum.StrEnum):
     SUPPRESSED = "suppressed"
     ROLE_NOT_ALLOWED = "role_not_allowed"
     UNKNOWN_HCP = "unknown_hcp"
+    HCP_FREQUENCY_CAP = "hcp_frequency_cap"
 
 
 REASON_BITS: Mapping[Reason, int] = {r: 1 << i for i, r in enumerate(Reason)}
 """The bit of each reason in the batch kernel's reason mask."""
 _REASON_VALUES = frozenset(r.value for r in Reason)
+
+HCP_FREQUENCY_DAYS = 30
+"""The HCP's "per month" limit counts promotional touches over the last 30 UTC days (today
+and the 29 before), like a 30-day cap."""
 
 # consent codes of the batch form: 0 = allowed or not needed; then the ledger's reasons
 _CONSENT_CODES: tuple[Reason | None, ...] = (
@@ -123,6 +131,7 @@ class TouchDay:
     touches: int
     reported_touches: int = 0  # touches whose event said how long they took
     reported_minutes: float = 0.0
+    promotional: int = 0  # of ``touches``: function commercial (see policy.touches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,7 @@ class HcpFacts:
     last_touch: Mapping[str, dt.datetime] = field(default_factory=dict)  # channel -> time
     dnc: Sequence[DncEntry] = ()
     suppressed: frozenset[ConsentChannel] = frozenset()  # hard bounces not lifted
+    max_promotional_per_month: int | None = None  # the HCP's own limit in its market
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +247,19 @@ def window_usage(
     return count, minutes
 
 
+def promotional_usage(touches: Sequence[TouchDay], at: dt.datetime) -> int:
+    """Promotional touches in the ``HCP_FREQUENCY_DAYS`` UTC days up to ``at``, every
+    channel and brand."""
+    today = at.astimezone(dt.UTC).date()
+    first = today - dt.timedelta(days=HCP_FREQUENCY_DAYS - 1)
+    return sum(t.promotional for t in touches if first <= t.day <= today)
+
+
+def _own_limit(facts: HcpFacts, c: Candidate) -> int | None:
+    """The HCP's own limit if it applies to the candidate (promotional purposes only)."""
+    return facts.max_promotional_per_month if c.purpose is Purpose.PROMOTIONAL else None
+
+
 def _consent_reason(facts: HcpFacts, policy: ContactPolicy, c: Candidate) -> Reason | None:
     needed = consent_channel(c.channel)
     if needed is None or c.channel in policy.no_consent_channels:
@@ -324,6 +347,17 @@ def decide(
                     f" on {cap.label()}",
                 )
             )
+    limit = _own_limit(facts, c)
+    if limit is not None:
+        sent = promotional_usage(facts.touches, c.at)
+        if sent >= limit:
+            out.append(
+                Refusal(
+                    Reason.HCP_FREQUENCY_CAP,
+                    f"the HCP asked for at most {limit} promotional messages per month;"
+                    f" {sent} in the last {HCP_FREQUENCY_DAYS} days",
+                )
+            )
     gap = policy.min_gap_hours.get(c.channel)
     last = facts.last_touch.get(c.channel.value)
     if gap and last is not None:
@@ -380,6 +414,8 @@ class GuardArrays:
     quiet_end: npt.NDArray[np.int16]
     weekday: npt.NDArray[np.int8]  # local weekday, Monday 0
     quiet_days: npt.NDArray[np.uint8]  # bit d set: weekday d is quiet
+    promo_used: FloatArray  # promotional touches in the HCP's 30-day window
+    promo_max: FloatArray  # the HCP's own limit; inf where none applies
 
     def __len__(self) -> int:
         return len(self.known)
@@ -410,6 +446,8 @@ def encode(rows: Sequence[tuple[HcpFacts | None, ContactPolicy, Candidate]]) -> 
     quiet_end = np.full(n, -1, np.int16)
     weekday = np.zeros(n, np.int8)
     quiet_days = np.zeros(n, np.uint8)
+    promo_used = np.zeros(n)
+    promo_max = np.full(n, np.inf)
     for i, (facts, policy, c) in enumerate(rows):
         if facts is None:
             continue
@@ -439,9 +477,14 @@ def encode(rows: Sequence[tuple[HcpFacts | None, ContactPolicy, Candidate]]) -> 
             quiet_start[i] = policy.quiet_hours.start.hour * 60 + policy.quiet_hours.start.minute
             quiet_end[i] = policy.quiet_hours.end.hour * 60 + policy.quiet_hours.end.minute
         quiet_days[i] = sum(1 << d for d in policy.quiet_weekdays)
+        limit = _own_limit(facts, c)
+        if limit is not None:
+            promo_used[i] = promotional_usage(facts.touches, c.at)
+            promo_max[i] = limit
     return GuardArrays(
         known, consent, role_ok, dnc, suppressed, cap_used, cap_max, minutes_used, minutes_max,
         minutes, hours_since, gap_hours, local_minute, quiet_start, quiet_end, weekday, quiet_days,
+        promo_used, promo_max,
     )  # fmt: skip
 
 
@@ -457,6 +500,8 @@ def kernel(a: GuardArrays) -> tuple[BoolArray, npt.NDArray[np.uint32]]:
         reasons |= np.where(over, b[Reason.OVER_CAP], 0).astype(np.uint32)
         over_min = (a.minutes_used + a.minutes[:, None] > a.minutes_max).any(axis=1)
         reasons |= np.where(over_min, b[Reason.OVER_MINUTES], 0).astype(np.uint32)
+    own = a.promo_used >= a.promo_max
+    reasons |= np.where(own, b[Reason.HCP_FREQUENCY_CAP], 0).astype(np.uint32)
     gap = (a.gap_hours > 0) & (a.hours_since < a.gap_hours)
     reasons |= np.where(gap, b[Reason.MIN_GAP], 0).astype(np.uint32)
     m, s, e = a.local_minute, a.quiet_start, a.quiet_end

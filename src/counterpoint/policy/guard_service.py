@@ -1,9 +1,9 @@
 """The guard's I/O: load what is known of the HCP, call the pure decision, record refusals.
 
-Consent is read fresh from the ledger on every check (never cached: a withdrawal takes
-effect at once); the market's policy is cached for a few seconds (``ContactService.policy``).
-``check_many`` loads everything for many candidates in bulk (a few queries per 500 HCPs)
-and decides them with the vectorised kernel.
+Consent and the HCP's own contact preference are read fresh on every check (never cached: a
+withdrawal or a new limit takes effect at once); the market's policy is cached for a few
+seconds (``ContactService.policy``). ``check_many`` loads everything for many candidates in
+bulk (a few queries per 500 HCPs) and decides them with the vectorised kernel.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.consent.ledger import ConsentRecord, Purpose
@@ -22,10 +22,11 @@ from counterpoint.event.canonical import Action, ActorType, Channel, EventKind, 
 from counterpoint.event.log import EventLog
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.ids import new_id
-from counterpoint.policy.access import Principal, Role, can_see_hcp
+from counterpoint.policy.access import Principal, Role
 from counterpoint.policy.contact import ContactPolicy
 from counterpoint.policy.contact_service import ContactFacts, ContactService
 from counterpoint.policy.guard import (
+    HCP_FREQUENCY_DAYS,
     Candidate,
     ContentCheck,
     Decision,
@@ -34,8 +35,7 @@ from counterpoint.policy.guard import (
     encode,
     kernel,
 )
-from counterpoint.profile.models import Hcp, Identity, ProfileOrigin
-from counterpoint.profile.service import HcpRef, ProfileService
+from counterpoint.profile.service import ErasedError, HcpRef, ProfileService
 
 __all__ = ["CheckRequest", "GuardService"]
 
@@ -77,11 +77,15 @@ def _facts(ref: HcpRef, consents: Sequence[ConsentRecord], known: ContactFacts) 
         last_touch=dict(known.last_touch),
         dnc=tuple(known.dnc),
         suppressed=frozenset(known.suppressed),
+        max_promotional_per_month=known.max_promotional_per_month,
     )
 
 
 def _since(policy: ContactPolicy, at: dt.datetime) -> dt.date:
-    return at.astimezone(dt.UTC).date() - dt.timedelta(days=max(policy.longest_period_days, 1))
+    """The first day of touches to load: the longest cap's window, and at least the HCP's
+    own 30-day window."""
+    days = max(policy.longest_period_days, HCP_FREQUENCY_DAYS, 1)
+    return at.astimezone(dt.UTC).date() - dt.timedelta(days=days)
 
 
 class GuardService:
@@ -97,6 +101,8 @@ class GuardService:
         content_checks: Sequence[ContentCheck] = (),
     ) -> None:
         self._sessions = sessions
+        engine = sessions.kw["bind"]
+        self._engine: Engine = engine
         self._profiles = profiles
         self._consents = consents
         self._contact = contact
@@ -120,13 +126,14 @@ class GuardService:
         ``record_refusal`` (real send paths) appends a ``refused`` event."""
         at = request.at or self._clock.now()
         candidate = self._candidate(request, role, at)
-        try:
-            ref = self._profiles.resolve(request.hcp_id, viewer=viewer)
-        except NotFoundError:
-            return decide(None, self._contact.policy(None), candidate)
-        policy = self._contact.policy(ref.market)
-        consents = self._consents.records(ref)  # fresh, every time
-        with self._sessions() as session:
+        # one Core connection and prebuilt statements: the hot path
+        with self._engine.connect() as session:
+            try:
+                ref = self._profiles.resolve_in(session, request.hcp_id, viewer=viewer)
+            except (NotFoundError, ErasedError):
+                return decide(None, self._contact.policy(None), candidate)
+            policy = self._contact.policy(ref.market)
+            consents = self._consents.records_in(session, ref)  # fresh, every time
             known = self._contact.facts_of(session, [ref], _since(policy, at))[ref.id]
         decision = decide(_facts(ref, consents, known), policy, candidate, self.content_checks)
         if record_refusal and not decision.allowed:
@@ -157,7 +164,7 @@ class GuardService:
     ) -> list[Decision]:
         """Decisions for many candidates: bulk loads, then the vectorised kernel."""
         now = self._clock.now()
-        refs = self.resolve_many((r.hcp_id for r in requests), viewer)
+        refs = self._profiles.resolve_many((r.hcp_id for r in requests), viewer)
         unique = {ref.id: ref for ref in refs.values()}
         consents = self._consents.records_of_many(unique.values())
         policies = {ref.id: self._contact.policy(ref.market) for ref in unique.values()}
@@ -197,112 +204,6 @@ class GuardService:
         if record_refusal and refused:
             self._record(refused, role, actor)
         return decisions
-
-    def resolve_many(
-        self, hcp_ids: Iterable[str], viewer: Principal | None = None
-    ) -> dict[str, HcpRef]:
-        """Requested id → the live HCP (following merges), in bulk; ids unknown or outside
-        the viewer's scope are absent. Same answers as ``ProfileService.resolve``."""
-        wanted = set(hcp_ids)
-        with self._sessions() as session:
-            rows = self._profiles_by_id(session, wanted)
-            missing = wanted - rows.keys()
-            if missing:
-                self._add_by_origin(session, missing, rows)
-            live = self._follow_merges(session, rows)
-            live_ids = {h.id for h in live.values()}
-            keys: dict[str, list[str]] = {}
-            for part in _batches(live_ids):
-                for hcp_id, key in session.execute(
-                    select(Identity.hcp_id, Identity.key).where(Identity.hcp_id.in_(part))
-                ):
-                    keys.setdefault(hcp_id, []).append(key)
-            merged = self._merged_into(session, live_ids)
-        out: dict[str, HcpRef] = {}
-        for requested, profile in live.items():
-            if viewer is not None and not can_see_hcp(viewer, profile.market, [profile.territory]):
-                continue
-            out[requested] = HcpRef(
-                id=profile.id,
-                aliases=tuple(sorted({profile.id, requested, *merged.get(profile.id, ())})),
-                identifiers=tuple(sorted(keys.get(profile.id, []))),
-                market=profile.market,
-                territory=profile.territory,
-                time_zone=profile.time_zone,
-                kind=profile.kind,
-            )
-        return out
-
-    @staticmethod
-    def _profiles_by_id(session: Session, ids: Iterable[str]) -> dict[str, Hcp]:
-        found: dict[str, Hcp] = {}
-        for part in _batches(ids):
-            found.update({h.id: h for h in session.scalars(select(Hcp).where(Hcp.id.in_(part)))})
-        return found
-
-    def _add_by_origin(self, session: Session, ids: set[str], rows: dict[str, Hcp]) -> None:
-        """Ids issued before a rebuild lead on through the identifier they were made for."""
-        origin: dict[str, str] = {}
-        for part in _batches(ids):
-            origin.update(
-                dict(
-                    session.execute(
-                        select(ProfileOrigin.hcp_id, ProfileOrigin.identifier).where(
-                            ProfileOrigin.hcp_id.in_(part)
-                        )
-                    ).all()
-                )
-            )
-        holder: dict[str, str] = {}
-        for part in _batches(origin.values()):
-            holder.update(
-                dict(
-                    session.execute(
-                        select(Identity.key, Identity.hcp_id).where(Identity.key.in_(part))
-                    ).all()
-                )
-            )
-        current = self._profiles_by_id(session, holder.values())
-        for requested, key in origin.items():
-            if (hcp_id := holder.get(key)) is not None and hcp_id in current:
-                rows[requested] = current[hcp_id]
-
-    def _follow_merges(self, session: Session, rows: dict[str, Hcp]) -> dict[str, Hcp]:
-        live = dict(rows)
-        seen = {k: {k} for k in live}
-        for _ in range(64):
-            pending = {k: h.merged_into for k, h in live.items() if h.merged_into is not None}
-            pending = {k: t for k, t in pending.items() if t not in seen[k]}
-            if not pending:
-                break
-            targets = self._profiles_by_id(session, pending.values())
-            for k, target in pending.items():
-                seen[k].add(target)
-                if target in targets:
-                    live[k] = targets[target]
-                else:
-                    del live[k]
-        return live
-
-    @staticmethod
-    def _merged_into(session: Session, live_ids: set[str]) -> dict[str, set[str]]:
-        """Every profile id merged (directly or through others) into each live id."""
-        root: dict[str, str] = {i: i for i in live_ids}
-        out: dict[str, set[str]] = {i: set() for i in live_ids}
-        frontier = set(live_ids)
-        while frontier:
-            found: set[str] = set()
-            for part in _batches(frontier):
-                for hcp_id, into in session.execute(
-                    select(Hcp.id, Hcp.merged_into).where(Hcp.merged_into.in_(part))
-                ):
-                    if hcp_id in root or into is None:
-                        continue
-                    root[hcp_id] = root[into]
-                    out[root[into]].add(hcp_id)
-                    found.add(hcp_id)
-            frontier = found
-        return out
 
     # --- refusal events -----------------------------------------------------------------
     def _record(

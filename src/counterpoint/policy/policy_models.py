@@ -1,4 +1,5 @@
-"""Tables of contact policy: policy versions, do-not-contact entries, touches, suppressions."""
+"""Tables of contact policy: policy versions, do-not-contact entries, touches, suppressions,
+and the HCP's own contact preferences."""
 
 from __future__ import annotations
 
@@ -20,7 +21,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from counterpoint.kit.db import Base, UtcDateTime
 
-__all__ = ["ContactPolicyVersion", "DoNotContact", "Suppression", "TouchDayRow", "TouchLast"]
+__all__ = [
+    "ContactPolicyVersion",
+    "ContactPreference",
+    "DoNotContact",
+    "Suppression",
+    "TouchDayRow",
+    "TouchLast",
+]
 
 
 class ContactPolicyVersion(Base):
@@ -64,6 +72,7 @@ class TouchDayRow(Base):
     touches: Mapped[int] = mapped_column(Integer)
     reported_touches: Mapped[int] = mapped_column(Integer)
     reported_minutes: Mapped[float] = mapped_column(Float)
+    promotional: Mapped[int] = mapped_column(Integer)  # of ``touches``: function commercial
 
 
 class TouchLast(Base):
@@ -88,3 +97,17 @@ class Suppression(Base):
     lifted_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     lifted_by: Mapped[str | None] = mapped_column(String(200))
     lift_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ContactPreference(Base):
+    """The HCP's own limit on promotional contacts in one market (current value; every
+    change is in the audit trail). ``max_promotional_per_month`` None: no limit of its own."""
+
+    __tablename__ = "contact_preference"
+
+    hcp_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    market: Mapped[str] = mapped_column(String(2), primary_key=True)
+    max_promotional_per_month: Mapped[int | None] = mapped_column(Integer)
+    set_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    source: Mapped[str] = mapped_column(String(32))
+    set_by: Mapped[str] = mapped_column(String(200))

@@ -3,9 +3,13 @@
 Per identifier, UTC day, channel and brand it counts touches (events whose action is in
 ``TOUCH_ACTIONS``: a rep visit, a webinar attended and an e-mail sent all spend the same
 budget), with the minutes the events reported (``properties.duration_min``); per identifier and
-channel it keeps the last touch. A ``bounced`` event with ``properties.bounce_type == "hard"``
-suppresses that consent channel for the identifier until operations lift it. Touches older than
-the retention (the longest cap period of any stored policy, at least 90 days) are pruned.
+channel it keeps the last touch. Of each day's touches it also counts the *promotional* ones:
+touches whose ``function`` is commercial (an event without a function counts as commercial
+unless it is a medical inquiry or by an MSL or medical affairs, the same default as the
+tracking API), which the HCP's own frequency limit reads. A ``bounced`` event with
+``properties.bounce_type == "hard"`` suppresses that consent channel for the identifier until
+operations lift it. Touches older than the retention (the longest cap period of any stored
+policy, at least 90 days) are pruned.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.consent.ledger import consent_channel
 from counterpoint.errors import CounterpointError
-from counterpoint.event.canonical import TOUCH_ACTIONS, Action, Channel
+from counterpoint.event.canonical import TOUCH_ACTIONS, Action, ActorType, Channel, Function
 from counterpoint.event.consumer import LogConsumer
 from counterpoint.event.log import EventLog
 from counterpoint.kit.clock import Clock, utc
@@ -34,10 +38,22 @@ from counterpoint.policy.policy_models import (
     TouchLast,
 )
 
-__all__ = ["TouchCounter", "reported_minutes"]
+__all__ = ["TouchCounter", "is_promotional", "reported_minutes"]
 
 _WANTED = sorted({a.value for a in TOUCH_ACTIONS} | {Action.BOUNCED.value})
 _TOUCH = frozenset(a.value for a in TOUCH_ACTIONS)
+_COLUMNS = ["message_id", "subject", "occurred_at", "channel", "action", "brand", "function",
+            "actor_type", "payload"]  # fmt: skip
+_MEDICAL_ACTORS = frozenset({ActorType.MSL.value, ActorType.MEDICAL_AFFAIRS.value})
+
+
+def is_promotional(function: str | None, channel: Channel, actor_type: str | None) -> bool:
+    """Whether a touch counts against the HCP's own limit on promotional contacts: its
+    function is commercial; without a function, commercial unless the touch is a medical
+    inquiry or by medical staff (the tracking API's default)."""
+    if function is not None:
+        return function == Function.COMMERCIAL.value
+    return channel is not Channel.MEDICAL_INQUIRY and actor_type not in _MEDICAL_ACTORS
 
 
 def _properties(payload: Any) -> dict[str, Any]:
@@ -79,10 +95,9 @@ class TouchCounter(LogConsumer):
 
     def apply(self, session: Session, table: pa.Table) -> None:
         mask = pc.is_in(table.column("action"), value_set=pa.array(_WANTED))
-        rows = table.filter(pc.fill_null(mask, False)).select(
-            ["message_id", "subject", "occurred_at", "channel", "action", "brand", "payload"]
-        )
-        days: dict[tuple[str, dt.date, str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        rows = table.filter(pc.fill_null(mask, False)).select(_COLUMNS)
+        # per (subject, day, channel, brand): touches, reported, minutes, promotional
+        days: dict[tuple[str, dt.date, str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
         last: dict[tuple[str, str], dt.datetime] = {}
         bounces: dict[tuple[str, str], tuple[dt.datetime, str]] = {}
         for row in rows.to_pylist():
@@ -98,6 +113,8 @@ class TouchCounter(LogConsumer):
                 if minutes is not None:
                     cell[1] += 1
                     cell[2] += minutes
+                if is_promotional(row["function"], channel, row["actor_type"]):
+                    cell[3] += 1
                 key = (row["subject"], channel.value)
                 if key not in last or last[key] < at:
                     last[key] = at
@@ -119,12 +136,13 @@ class TouchCounter(LogConsumer):
             session,
             "touch_day",
             ("subject", "day", "channel", "brand", "touches", "reported_touches",
-             "reported_minutes"),
-            [(*k, int(v[0]), int(v[1]), float(v[2])) for k, v in days.items()],
+             "reported_minutes", "promotional"),
+            [(*k, int(v[0]), int(v[1]), float(v[2]), int(v[3])) for k, v in days.items()],
             keys=("subject", "day", "channel", "brand"),
             set_sql="touches = touch_day.touches + excluded.touches, "
             "reported_touches = touch_day.reported_touches + excluded.reported_touches, "
-            "reported_minutes = touch_day.reported_minutes + excluded.reported_minutes",
+            "reported_minutes = touch_day.reported_minutes + excluded.reported_minutes, "
+            "promotional = touch_day.promotional + excluded.promotional",
         )  # fmt: skip
         fast_upsert(
             session,

@@ -19,6 +19,7 @@ from counterpoint.errors import CounterpointError, NotFoundError, ValidationFail
 from counterpoint.event.canonical import EventKind, Function, LogEvent
 from counterpoint.event.log import EventLog, StoredEvent, TimelineQuery
 from counterpoint.kit.clock import Clock
+from counterpoint.kit.db import Reader, connection_of
 from counterpoint.kit.files import read_chunks
 from counterpoint.policy.access import Principal, can_see_hcp, reads_medical_content
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
@@ -47,10 +48,26 @@ class ErasedError(CounterpointError):
 
 _HCP = Hcp.__table__
 _IDENTITY = Identity.__table__
-_HCP_ROW = select(
-    _HCP.c.id, _HCP.c.kind, _HCP.c.market, _HCP.c.territory, _HCP.c.time_zone, _HCP.c.merged_into
-).where(_HCP.c.id == bindparam("id"))
-_KEYS_OF = select(_IDENTITY.c.key).where(_IDENTITY.c.hcp_id == bindparam("id"))
+_MERGED = _HCP.alias("merged")
+_HCP_WITH_KEYS = (
+    select(
+        _HCP.c.id,
+        _HCP.c.kind,
+        _HCP.c.market,
+        _HCP.c.territory,
+        _HCP.c.time_zone,
+        _HCP.c.merged_into,
+        _IDENTITY.c.key,
+        _MERGED.c.id.label("alias"),
+    )
+    .select_from(
+        _HCP.outerjoin(_IDENTITY, _IDENTITY.c.hcp_id == _HCP.c.id).outerjoin(
+            _MERGED, _MERGED.c.merged_into == _HCP.c.id
+        )
+    )
+    .where(_HCP.c.id == bindparam("id"))
+)
+"""The HCP, its identifiers and the ids merged directly into it, in one round trip."""
 _MERGED_INTO = select(_HCP.c.id).where(_HCP.c.merged_into.in_(bindparam("ids", expanding=True)))
 """Prebuilt statements of ``resolve_in`` (compiled once, then cached)."""
 
@@ -202,13 +219,14 @@ class ProfileService:
         )
 
     def resolve_in(
-        self, session: Session, hcp_id: str, *, viewer: Principal | None = None
+        self, session: Reader, hcp_id: str, *, viewer: Principal | None = None
     ) -> HcpRef:
         """``resolve`` inside the caller's session, for hot paths (one guard check): a live,
-        unmerged id costs two or three prebuilt queries; anything else (ids merged away or
+        unmerged id costs one prebuilt query (two with merges); anything else (ids merged away or
         issued before a rebuild, erased or unknown ids) takes the full ``resolve``."""
-        connection = session.connection()
-        row = connection.execute(_HCP_ROW, {"id": hcp_id}).first()
+        connection = connection_of(session)
+        rows = connection.execute(_HCP_WITH_KEYS, {"id": hcp_id}).all()
+        row = rows[0] if rows else None
         if row is None or row.merged_into is not None:
             return self.resolve(hcp_id, viewer=viewer)
         if viewer is not None and not can_see_hcp(viewer, row.market, [row.territory]):
@@ -217,9 +235,9 @@ class ProfileService:
                 field="hcp_id",
                 fix="HCPs outside your markets or territories are not shown",
             )
-        keys = [k for (k,) in connection.execute(_KEYS_OF, {"id": hcp_id})]
-        aliases: set[str] = set()
-        frontier = [hcp_id]
+        keys = sorted({r.key for r in rows if r.key is not None})
+        aliases = {r.alias for r in rows if r.alias is not None}
+        frontier = sorted(aliases)  # ids merged into those (merges of merges): rare
         while frontier:
             found = [a for (a,) in connection.execute(_MERGED_INTO, {"ids": frontier})]
             frontier = [a for a in found if a not in aliases and a != hcp_id]

@@ -52,6 +52,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("subject", "channel", name=op.f("pk_contact_suppression")),
     )
     op.create_table(
+        "contact_preference",
+        sa.Column("hcp_id", sa.String(length=40), nullable=False),
+        sa.Column("market", sa.String(length=2), nullable=False),
+        sa.Column("max_promotional_per_month", sa.Integer(), nullable=True),
+        sa.Column("set_at", counterpoint.kit.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("set_by", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint("hcp_id", "market", name=op.f("pk_contact_preference")),
+    )
+    op.create_table(
         "do_not_contact",
         sa.Column("hcp_id", sa.String(length=40), nullable=False),
         sa.Column("channel", sa.String(length=32), nullable=False),
@@ -69,6 +79,7 @@ def upgrade() -> None:
         sa.Column("touches", sa.Integer(), nullable=False),
         sa.Column("reported_touches", sa.Integer(), nullable=False),
         sa.Column("reported_minutes", sa.Float(), nullable=False),
+        sa.Column("promotional", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("subject", "day", "channel", "brand", name=op.f("pk_touch_day")),
     )
     op.create_index(op.f("ix_touch_day_day"), "touch_day", ["day"], unique=False)
@@ -88,6 +99,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_touch_day_day"), table_name="touch_day")
     op.drop_table("touch_day")
     op.drop_table("do_not_contact")
+    op.drop_table("contact_preference")
     op.drop_table("contact_suppression")
     op.drop_index(op.f("ix_contact_policy_version_market"), table_name="contact_policy_version")
     op.drop_table("contact_policy_version")
