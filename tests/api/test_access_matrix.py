@@ -338,3 +338,41 @@ def test_the_documented_permission_table_is_the_rule_set() -> None:
 
     docs = (Path(__file__).parents[2] / "docs" / "access.md").read_text(encoding="utf-8")
     assert permission_table() in docs, "regenerate the table in docs/access.md"
+
+
+def test_brand_scope_limits_what_a_user_may_act_for(
+    client: TestClient, container: Container, scoped: dict[str, str]
+) -> None:
+    ops = bearer_for(container, "ops-zen", "marketing_ops", brands=["ZENTROVA"])
+    check = {"hcp_id": scoped["de"], "channel": "campaign_email", "purpose": "promotional"}
+    own = client.post("/api/v1/guard/check", json={**check, "brand": "ZENTROVA"}, headers=ops)
+    assert own.status_code == 200, own.text
+    other = client.post("/api/v1/guard/check", json={**check, "brand": "OTHER"}, headers=ops)
+    assert other.status_code == 403
+    assert other.json()["field"] == "brand"
+    many = client.post(
+        "/api/v1/guard/check",
+        json={"candidates": [{**check, "brand": "ZENTROVA"}, {**check, "brand": "OTHER"}]},
+        headers=ops,
+    )
+    assert many.status_code == 403
+    assert many.json()["field"] == "candidates[1].brand"
+    consent = {
+        "channel": "email",
+        "purpose": "promotional",
+        "market": "DE",
+        "state": "granted",
+        "source": "web_form",
+        "wording_version": "v1",
+        "reason": "signed web form",
+    }
+    before = len(list(container.audit.iter_records()))
+    refused = client.post(
+        f"/api/v1/hcps/{scoped['de']}/consents", json={**consent, "brand": "OTHER"}, headers=ops
+    )
+    assert refused.status_code == 403
+    assert len(list(container.audit.iter_records())) == before  # nothing recorded
+    allowed = client.post(
+        f"/api/v1/hcps/{scoped['de']}/consents", json={**consent, "brand": "ZENTROVA"}, headers=ops
+    )
+    assert allowed.status_code == 201, allowed.text

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from counterpoint.api.deps import Allow, ForbiddenError, Services, actor_of
+from counterpoint.api.deps import Allow, ForbiddenError, Services, actor_of, require_brand
 from counterpoint.consent.ledger import (
     ConsentChannel,
     ConsentRecord,
@@ -136,6 +136,7 @@ def record_consent(
     """Append one consent record, with its proof, for an HCP in your scope."""
     ref = container.profiles.resolve(hcp_id, viewer=caller)
     market = _market(body.market, caller, "market")
+    require_brand(caller, body.brand)
     source = ConsentSource(body.source.value)
     ip, agent = _client(request, source)
     record = container.consents.record(

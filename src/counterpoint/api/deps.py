@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 
 from counterpoint.container import Container
 from counterpoint.errors import CounterpointError
-from counterpoint.policy.access import Principal, Resource, Verb, is_allowed
+from counterpoint.policy.access import Principal, Resource, Verb, is_allowed, within_brands
 from counterpoint.policy.audit import Actor
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "actor_of",
     "container_of",
     "origin_of",
+    "require_brand",
     "services",
 ]
 
@@ -32,6 +33,17 @@ __all__ = [
 class ForbiddenError(CounterpointError):
     status = 403
     code = "forbidden"
+
+
+def require_brand(principal: Principal, brand: str | None, field: str = "brand") -> None:
+    """403 when ``brand`` is outside the caller's brands (brand-scoped users)."""
+    if not within_brands(principal, brand):
+        raise ForbiddenError(
+            f"the brand {brand} is outside your brands",
+            field=field,
+            fix="act only for the brands you are responsible for: "
+            + ", ".join(sorted(principal.brands)),
+        )
 
 
 def container_of(request: Request) -> Container:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from counterpoint.api.deps import Allow, ForbiddenError, Services
+from counterpoint.api.deps import Allow, ForbiddenError, Services, require_brand
 from counterpoint.consent.ledger import Purpose
 from counterpoint.event.canonical import Channel
 from counterpoint.policy.access import Principal, Resource, Role, Verb
@@ -89,6 +89,9 @@ def check(body: CheckOne | CheckMany, container: Services, caller: GuardReader) 
     """One candidate, or ``candidates`` (up to 10,000): allowed, or refused with reasons.
     HCPs outside the caller's markets or territories are refused as ``unknown_hcp``."""
     role = _acting_role(caller, body.automated)
+    for i, candidate in enumerate([body] if isinstance(body, CheckOne) else body.candidates):
+        field = "brand" if isinstance(body, CheckOne) else f"candidates[{i}].brand"
+        require_brand(caller, candidate.brand, field)
     if isinstance(body, CheckOne):
         decision = container.guard.check(
             _request(body),

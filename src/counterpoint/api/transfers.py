@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from counterpoint.api.deps import Allow, Services, actor_of
+from counterpoint.api.deps import Allow, Services, actor_of, require_brand
 from counterpoint.errors import ValidationFailedError
 from counterpoint.policy.access import Principal, Resource, Verb
 from counterpoint.profile.validation import normalise_market
@@ -43,6 +43,7 @@ def record(
     hcp_id: str, body: TransferRequest, request: Request, container: Services, caller: Writer
 ) -> dict[str, Any]:
     """Record one transfer of value to an HCP in the caller's scope (audited)."""
+    require_brand(caller, body.brand)
     values = body.model_dump(exclude={"reason"})
     return container.transfers.record(
         hcp_id, values, actor_of(request, caller), body.reason, viewer=caller

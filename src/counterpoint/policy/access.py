@@ -25,6 +25,7 @@ __all__ = [
     "is_allowed",
     "permission_table",
     "reads_medical_content",
+    "within_brands",
 ]
 
 
@@ -170,6 +171,12 @@ def _within(scope: frozenset[str], values: Iterable[str | None]) -> bool:
     if not scope:
         return True
     return any(v is not None and v in scope for v in values)
+
+
+def within_brands(principal: Principal, brand: str | None) -> bool:
+    """Brand scope: a user scoped to brands acts only for those brands (a contact or record
+    without a brand is not brand-specific and stays allowed)."""
+    return not principal.brands or brand is None or brand in principal.brands
 
 
 def can_see_hcp(
