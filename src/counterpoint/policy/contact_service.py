@@ -12,7 +12,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, cast, func, literal, null, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import BindParameter
 
@@ -75,15 +86,25 @@ _LAST_AND_SUPPRESSED = union_all(
     ).where(Suppression.subject.in_(_SUBJECTS), Suppression.lifted_at.is_(None)),
 )
 """Last touches and active suppressions in one round trip (a guard check is hot)."""
-_PREFERENCES = select(
-    ContactPreference.hcp_id,
-    ContactPreference.market,
-    ContactPreference.max_promotional_per_month,
-    ContactPreference.set_at,
-).where(ContactPreference.hcp_id.in_(bindparam("ids", expanding=True)))
-_DNC = select(DoNotContact.hcp_id, DoNotContact.channel, DoNotContact.reason).where(
-    DoNotContact.hcp_id.in_(bindparam("ids", expanding=True))
+_BY_ALIAS: CompoundSelect[Any] = union_all(
+    select(
+        literal("dnc").label("kind"),
+        DoNotContact.hcp_id,
+        DoNotContact.channel.label("code"),
+        DoNotContact.reason,
+        cast(null(), Integer()).label("limit"),
+        cast(null(), UtcDateTime()).label("set_at"),
+    ).where(DoNotContact.hcp_id.in_(bindparam("ids", expanding=True))),
+    select(
+        literal("preference"),
+        ContactPreference.hcp_id,
+        ContactPreference.market,
+        cast(null(), String()),
+        ContactPreference.max_promotional_per_month,
+        ContactPreference.set_at,
+    ).where(ContactPreference.hcp_id.in_(bindparam("ids", expanding=True))),
 )
+"""Do-not-contact entries and the HCP's own limits in one round trip (a guard check is hot)."""
 
 
 PREFERENCE_ACTION = "hcp.contact_frequency"
@@ -595,14 +616,17 @@ class ContactService:
                 last = out[owner[subject]].last_touch
                 if channel not in last or last[channel] < last_at:
                     last[channel] = last_at
-        for part in _batches(alias_owner):
-            for hcp_id, channel, reason in connection.execute(_DNC, {"ids": part}):
-                entry = DncEntry(None if channel == ALL_CHANNELS else Channel(channel), reason)
-                out[alias_owner[hcp_id]].dnc.append(entry)
         markets = {ref.id: ref.market for ref in refs}
         newest: dict[str, tuple[dt.datetime, bool]] = {}
         for part in _batches(alias_owner):
-            for hcp_id, market, limit, set_at in connection.execute(_PREFERENCES, {"ids": part}):
+            for kind, hcp_id, code, reason, limit, set_at in connection.execute(
+                _BY_ALIAS, {"ids": part}
+            ):
+                if kind == "dnc":
+                    entry = DncEntry(None if code == ALL_CHANNELS else Channel(code), reason)
+                    out[alias_owner[hcp_id]].dnc.append(entry)
+                    continue
+                market = code
                 owner_id = alias_owner[hcp_id]
                 if market != markets[owner_id]:
                     continue
