@@ -9,9 +9,7 @@ records nothing new.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,7 @@ from counterpoint.consent.service import (
 )
 from counterpoint.errors import CounterpointError, ValidationFailedError
 from counterpoint.kit.clock import Clock, utc
-from counterpoint.kit.files import read_chunks
+from counterpoint.kit.files import file_sha256, read_chunks, write_rejects
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.profile.identifiers import parse_user_id
 from counterpoint.profile.records import RowError
@@ -273,42 +271,6 @@ def validate_consent_row(
     )
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    return value.isoformat() if isinstance(value, dt.datetime | dt.date) else str(value)
-
-
-def _write_rejects(
-    path: Path,
-    columns: list[str],
-    rows: dict[int, Mapping[str, object]],
-    errors: list[RowError],
-) -> Path:
-    """The rejected rows as they were, with the reasons: fix them and import this file."""
-    target = path.with_name(f"{path.stem}.rejects.csv")
-    reasons: dict[int, list[str]] = {}
-    for e in errors:
-        reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason} (fix: {e.fix})")
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "reasons", *columns])
-        for number in sorted(rows):
-            row = rows[number]
-            writer.writerow(
-                [number, "; ".join(reasons.get(number, [])), *(_cell(row.get(c)) for c in columns)]
-            )
-    return target
-
-
 def import_consents(
     path: Path,
     *,
@@ -356,7 +318,7 @@ def import_consents(
             progress(chunk.size + len(chunk.bad_lines))
     owners: dict[str, str | None] = {}
     items: list[dict[str, Any]] = []
-    digest = _digest(path)
+    digest = file_sha256(path)
     for entry, given in valid:
         if entry.identifier not in owners:
             owners[entry.identifier] = profiles.find_by_identifier(entry.identifier)
@@ -396,7 +358,7 @@ def import_consents(
             }
         )
     if rejected:
-        report.reject_file = _write_rejects(path, columns, rejected, report.rejected)
+        report.reject_file = write_rejects(path, columns, sorted(rejected.items()), report.rejected)
 
     def summary(session: Any, results: list[ConsentRecord | None]) -> None:
         report.recorded = sum(r is not None for r in results)

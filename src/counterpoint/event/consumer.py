@@ -80,7 +80,12 @@ class LogConsumer(abc.ABC):
                 applied += table.num_rows
                 if progress is not None:
                     progress(table.num_rows)
+            if applied:
+                self.after_catch_up()
         return applied
+
+    def after_catch_up(self) -> None:  # noqa: B027 - optional hook
+        """Runs (under the consumer's lock) after a catch-up that applied events."""
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         with self._lock, self._sessions.begin() as session:

@@ -18,14 +18,16 @@ A file that cannot be read at all raises ``ValidationFailedError`` naming the fi
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import hashlib
 import json
 import os
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,7 +37,16 @@ import pyarrow.parquet as pq
 
 from counterpoint.errors import ValidationFailedError
 
-__all__ = ["Chunk", "FileFormat", "count_rows", "detect_format", "encodable", "read_chunks"]
+__all__ = [
+    "Chunk",
+    "FileFormat",
+    "count_rows",
+    "detect_format",
+    "encodable",
+    "file_sha256",
+    "read_chunks",
+    "write_rejects",
+]
 
 FileFormat = Literal["csv", "parquet", "ndjson"]
 
@@ -512,3 +523,56 @@ def encodable(value: object) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (imports record it, and key idempotent re-imports on it)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RowProblem(Protocol):
+    """What a reject file needs of a row error (``profile.records.RowError`` has it)."""
+
+    @property
+    def row(self) -> int: ...
+    @property
+    def field(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def fix(self) -> str: ...
+
+
+def _reject_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def write_rejects(
+    path: Path,
+    columns: Sequence[str],
+    rows: Iterable[tuple[int, Mapping[str, object]]],
+    errors: Iterable[RowProblem],
+) -> Path:
+    """``<file>.rejects.csv`` beside ``path``: the rejected rows as they were, each with its
+    reasons and fixes, so that they can be corrected and imported again."""
+    target = path.with_name(f"{path.stem}.rejects.csv")
+    reasons: dict[int, list[str]] = {}
+    for e in errors:
+        reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason} (fix: {e.fix})")
+    with target.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["row", "reasons", *columns])
+        for number, row in rows:
+            cells = [_reject_cell(row.get(c)) for c in columns]
+            writer.writerow([number, "; ".join(reasons.get(number, [])), *cells])
+    return target

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,14 +21,12 @@ import duckdb
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.event.canonical import ENGAGEMENT_ACTIONS, Function
+from counterpoint.event.consumer import LogConsumer
 from counterpoint.event.log import EventLog
-from counterpoint.event.models import ConsumerCheckpoint
 from counterpoint.kit.clock import Clock, utc
-from counterpoint.kit.db import upsert
 from counterpoint.kit.ids import stable_id
 from counterpoint.profile.identity import (
     DEFAULT_POLICY,
@@ -229,8 +226,10 @@ def _read_row(
         chunk.observations.append((_fingerprint(keys, seq, source), keys, at, seq, source))
 
 
-class ProfileProjector:
+class ProfileProjector(LogConsumer):
     """Applies the event log to the customer record. One instance per process."""
+
+    name = NAME
 
     def __init__(
         self,
@@ -241,73 +240,19 @@ class ProfileProjector:
         policy: ResolutionPolicy = DEFAULT_POLICY,
         chunk_size: int = 50_000,
     ) -> None:
-        self._sessions = sessions
-        self._log = log
+        super().__init__(sessions, log)
+        self.chunk_size = chunk_size
         self._clock = clock
         self._policy = policy
-        self._chunk_size = chunk_size
-        self._lock = threading.Lock()
         self._duck = duckdb.connect()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    # --- running --------------------------------------------------------------------
-    def position(self) -> int:
-        with self._sessions() as session:
-            row = session.get(ConsumerCheckpoint, NAME)
-            return row.position if row else 0
+    def after_catch_up(self) -> None:
+        with self._sessions.begin() as session:
+            since = self._clock.now().date() - dt.timedelta(days=RETENTION_DAYS)
+            ProfileRepository(session).prune_engagement(since)
 
-    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every event after the checkpoint; returns how many were applied."""
-        applied = 0
-        with self._lock:
-            while True:
-                with self._sessions.begin() as session:
-                    position = self._checkpoint(session)
-                    table = self._log.read_after(position, self._chunk_size)
-                    if table.num_rows == 0:
-                        break
-                    self.apply(session, table)
-                    last = int(table.column("seq")[-1].as_py())
-                    session.merge(ConsumerCheckpoint(name=NAME, position=last))
-                applied += table.num_rows
-                if progress is not None:
-                    progress(table.num_rows)
-            if applied:
-                with self._sessions.begin() as session:
-                    since = self._clock.now().date() - dt.timedelta(days=RETENTION_DAYS)
-                    ProfileRepository(session).prune_engagement(since)
-        return applied
-
-    def wake(self, _position: int = 0) -> None:
-        self._wake.set()
-
-    def start(self) -> None:
-        """Follow the log in a background thread, woken after each commit."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._follow, name="profile-projector", daemon=True
-            )
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._wake.set()
-            self._thread.join()
-            self._thread = None
-
-    def _follow(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(timeout=1.0)
-            self._wake.clear()
-            try:
-                self.catch_up()
-            except Exception:  # logged; retried on the next wake
-                _log.exception("profile projector failed; will retry")
-                self._stop.wait(1.0)
+    def reset(self, session: Session) -> None:
+        ProfileRepository(session).clear_derived()
 
     def separate(
         self,
@@ -336,27 +281,6 @@ class ProfileProjector:
             if on_commit is not None:
                 on_commit(session)
         return touched
-
-    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
-        """Forget all derived state and replay the whole log."""
-        with self._lock, self._sessions.begin() as session:
-            ProfileRepository(session).clear_derived()
-            session.merge(ConsumerCheckpoint(name=NAME, position=0))
-        return self.catch_up(progress)
-
-    def _checkpoint(self, session: Session) -> int:
-        row = session.execute(
-            select(ConsumerCheckpoint).where(ConsumerCheckpoint.name == NAME).with_for_update()
-        ).scalar_one_or_none()
-        if row is None:
-            upsert(
-                session,
-                ConsumerCheckpoint.__table__,
-                [{"name": NAME, "position": 0}],
-                keys=["name"],
-            )
-            return 0
-        return row.position
 
     # --- applying one chunk ---------------------------------------------------------
     def apply(self, session: Session, table: pa.Table) -> None:

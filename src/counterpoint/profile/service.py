@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
 import hashlib
@@ -20,7 +19,7 @@ from counterpoint.event.canonical import EventKind, Function, LogEvent
 from counterpoint.event.log import EventLog, StoredEvent, TimelineQuery
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.db import Reader, connection_of
-from counterpoint.kit.files import read_chunks
+from counterpoint.kit.files import file_sha256, read_chunks, write_rejects
 from counterpoint.policy.access import Principal, can_see_hcp, reads_medical_content
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.profile.features import ContentCount, DayCount, LastEvent, engagement_features
@@ -517,7 +516,7 @@ class ProfileService:
                     )
                 )
         if rejected_rows:
-            report.reject_file = _write_rejects(path, columns, rejected_rows, report.rejected)
+            report.reject_file = write_rejects(path, columns, rejected_rows, report.rejected)
         return records
 
     def _erased_row(self, record: Any, number: int, file: str) -> Any:
@@ -604,21 +603,13 @@ class ProfileService:
             "file",
             path.name,
             after={
-                "sha256": _file_digest(path),
+                "sha256": file_sha256(path),
                 "rows": report.rows,
                 "imported": report.imported,
                 "unchanged": report.unchanged,
                 "rejected": len(report.rejected),
             },
         )
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _latest_per_channel(items: Iterable[LastEvent]) -> list[LastEvent]:
@@ -649,32 +640,3 @@ def _affiliation_row(record: AffiliationRecord) -> dict[str, Any]:
         "primary": record.primary,
         "synthetic": record.synthetic,
     }
-
-
-def _write_rejects(
-    path: Path,
-    columns: list[str],
-    rows: list[tuple[int, dict[str, object]]],
-    errors: list[RowError],
-) -> Path:
-    """The rejected rows, as they were, with the reasons: fix them and import this file."""
-    target = path.with_name(f"{path.stem}.rejects.csv")
-    reasons: dict[int, list[str]] = {}
-    for e in errors:
-        reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason} (fix: {e.fix})")
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "reasons", *columns])
-        for number, row in rows:
-            writer.writerow(
-                [number, "; ".join(reasons.get(number, [])), *(_cell(row.get(c)) for c in columns)]
-            )
-    return target
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return str(value)

@@ -3,10 +3,7 @@ Open Payments and EFPIA disclosures, and pseudonymise on erasure."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import hashlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.errors import CounterpointError, ValidationFailedError
 from counterpoint.kit.clock import Clock
-from counterpoint.kit.files import read_chunks
+from counterpoint.kit.files import file_sha256, read_chunks, write_rejects
 from counterpoint.kit.ids import new_id
 from counterpoint.policy.access import Principal
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
@@ -257,7 +254,7 @@ class TransferService:
                     RowError(path.name, number, "line", text[:200], "unreadable line", "fix it")
                 )
         if rejected:
-            report.reject_file = _write_rejects(path, columns, rejected, report.rejected)
+            report.reject_file = write_rejects(path, columns, rejected, report.rejected)
         with self._sessions.begin() as session:
             for _, ref, draft in valid:
                 if self._add(session, ref, draft, actor, why) is None:
@@ -271,7 +268,7 @@ class TransferService:
                 "file",
                 path.name,
                 after={
-                    "sha256": _digest(path),
+                    "sha256": file_sha256(path),
                     "rows": report.rows,
                     "imported": report.imported,
                     "unchanged": report.unchanged,
@@ -339,33 +336,3 @@ class TransferService:
                 profile["specialty"],
             )
         return out
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_rejects(
-    path: Path,
-    columns: list[str],
-    rows: list[tuple[int, dict[str, object]]],
-    errors: list[RowError],
-) -> Path:
-    target = path.with_name(f"{path.stem}.rejects.csv")
-    reasons: dict[int, list[str]] = {}
-    for e in errors:
-        reasons.setdefault(e.row, []).append(f"{e.field}: {e.reason} (fix: {e.fix})")
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["row", "reasons", *columns])
-        for number, row in rows:
-            cells = [
-                json.dumps(v) if isinstance(v, dict | list) else str(v or "")
-                for v in (row.get(c) for c in columns)
-            ]
-            writer.writerow([number, "; ".join(reasons.get(number, [])), *cells])
-    return target
