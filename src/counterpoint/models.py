@@ -1,6 +1,8 @@
 """Imports every table module so that ``Base.metadata`` knows the whole schema."""
 
+from counterpoint.channel import models as channel_models  # noqa: F401
 from counterpoint.consent import models as consent_models
+from counterpoint.delivery import models as delivery_models  # noqa: F401
 from counterpoint.event import models as event_models
 from counterpoint.policy import models as policy_models
 from counterpoint.policy import policy_models as contact_policy_models

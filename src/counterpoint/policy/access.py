@@ -59,6 +59,11 @@ class Resource(enum.StrEnum):
     AUDIT = "audit"
     PRIVACY = "privacy"  # export and erasure of one person's data
     TRANSFER_OF_VALUE = "transfer_of_value"
+    CONTENT = "content"  # the content library: assets, fragments, variants, previews
+    CONTENT_REVIEW = "content_review"  # MLR reviews, e-signatures, withdrawal
+    SEND = "send"  # sending approved content to HCPs (the guard still decides each send)
+    OUTBOX = "outbox"  # the delivery outbox and its dead letters
+    REP_INBOX = "rep_inbox"  # a field user's own tasks and suggestions
 
 
 class Verb(enum.StrEnum):
@@ -119,6 +124,22 @@ _TABLE: dict[Resource, dict[Verb, frozenset[Role]]] = {
         Verb.WRITE: frozenset({R.ADMIN, R.MARKETING_OPS, R.MEDICAL_AFFAIRS}) | _FIELD,
         Verb.EXPORT: frozenset({R.ADMIN}),
     },
+    Resource.CONTENT: {
+        Verb.READ: _EVERYONE - {R.DATA_ANALYST},
+        Verb.WRITE: _HQ_COMMERCIAL | {R.MEDICAL_AFFAIRS},
+    },
+    Resource.CONTENT_REVIEW: {
+        Verb.READ: _HQ_COMMERCIAL | {R.MEDICAL_AFFAIRS, R.MLR_REVIEWER},
+        Verb.WRITE: frozenset({R.MLR_REVIEWER}),
+    },
+    Resource.SEND: {
+        Verb.WRITE: _HQ_COMMERCIAL | _FIELD | {R.MEDICAL_AFFAIRS},
+    },
+    Resource.OUTBOX: {
+        Verb.READ: frozenset({R.ADMIN, R.MARKETING_OPS}),
+        Verb.WRITE: frozenset({R.ADMIN, R.MARKETING_OPS}),
+    },
+    Resource.REP_INBOX: {Verb.READ: _FIELD},
 }
 
 

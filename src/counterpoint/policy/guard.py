@@ -151,6 +151,7 @@ class HcpFacts:
     dnc: Sequence[DncEntry] = ()
     suppressed: frozenset[ConsentChannel] = frozenset()  # hard bounces not lifted
     max_promotional_per_month: int | None = None  # the HCP's own limit in its market
+    language: str | None = None  # preferred language (content checks read it)
 
 
 @dataclass(frozen=True, slots=True)

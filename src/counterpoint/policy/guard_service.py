@@ -78,6 +78,7 @@ def _facts(ref: HcpRef, consents: Sequence[ConsentRecord], known: ContactFacts) 
         dnc=tuple(known.dnc),
         suppressed=frozenset(known.suppressed),
         max_promotional_per_month=known.max_promotional_per_month,
+        language=ref.language,
     )
 
 

@@ -55,6 +55,7 @@ _HCP_WITH_KEYS = (
         _HCP.c.market,
         _HCP.c.territory,
         _HCP.c.time_zone,
+        _HCP.c.preferred_language,
         _HCP.c.merged_into,
         _IDENTITY.c.key,
         _MERGED.c.id.label("alias"),
@@ -83,6 +84,7 @@ class HcpRef:
     territory: str | None
     time_zone: str | None
     kind: str
+    language: str | None = None  # preferred language (ISO 639-1)
 
 
 def redact_medical(item: StoredEvent) -> StoredEvent:
@@ -215,6 +217,7 @@ class ProfileService:
             territory=profile.territory,
             time_zone=profile.time_zone,
             kind=profile.kind,
+            language=profile.preferred_language,
         )
 
     def resolve_in(
@@ -249,6 +252,7 @@ class ProfileService:
             territory=row.territory,
             time_zone=row.time_zone,
             kind=row.kind,
+            language=row.preferred_language,
         )
 
     def resolve_many(
@@ -278,6 +282,7 @@ class ProfileService:
                 territory=profile.territory,
                 time_zone=profile.time_zone,
                 kind=profile.kind,
+                language=profile.preferred_language,
             )
         return out
 
