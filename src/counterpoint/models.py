@@ -2,6 +2,7 @@
 
 from counterpoint.channel import models as channel_models  # noqa: F401
 from counterpoint.consent import models as consent_models
+from counterpoint.content import models as content_models  # noqa: F401
 from counterpoint.delivery import models as delivery_models  # noqa: F401
 from counterpoint.event import models as event_models
 from counterpoint.policy import models as policy_models

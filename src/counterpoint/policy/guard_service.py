@@ -216,9 +216,9 @@ class GuardService:
         now = self._clock.now()
         events: list[LogEvent] = []
         for ref, c, decision in refused:
-            if not ref.identifiers:
+            subject = ref.subject
+            if subject is None:
                 continue
-            subject = next((k for k in ref.identifiers if k.startswith("npi:")), ref.identifiers[0])
             events.append(
                 LogEvent(
                     message_id=new_id("refusal"),

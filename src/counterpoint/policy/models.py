@@ -26,6 +26,7 @@ class User(Base):
     territories: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    password_hash: Mapped[str | None] = mapped_column(String(200))  # for e-signatures
 
 
 class ApiToken(Base):

@@ -86,6 +86,14 @@ class HcpRef:
     kind: str
     language: str | None = None  # preferred language (ISO 639-1)
 
+    @property
+    def subject(self) -> str | None:
+        """The identifier events about this HCP are written under (its NPI when it has one,
+        else its strongest identifier), or None when it has none left (erased)."""
+        if not self.identifiers:
+            return None
+        return next((k for k in self.identifiers if k.startswith("npi:")), self.identifiers[0])
+
 
 def redact_medical(item: StoredEvent) -> StoredEvent:
     """A medical interaction as a commercial role may see it: that it happened, not what."""
