@@ -85,8 +85,11 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         migrate.upgrade(engine)
         engine.dispose()
         _reset_postgres(url)
-        return Settings(data_dir=tmp_path / "data", database_url=url, environment="test")
-    return Settings(data_dir=tmp_path / "data", environment="test")
+        return Settings(
+            data_dir=tmp_path / "data", database_url=url, environment="test", run_delivery=False
+        )
+    # tests deliver the outbox explicitly (``container.delivery_worker.drain()``)
+    return Settings(data_dir=tmp_path / "data", environment="test", run_delivery=False)
 
 
 @pytest.fixture

@@ -9,8 +9,18 @@ import duckdb
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from counterpoint.channel.base import AdapterContext
 from counterpoint.consent.consumer import ConsentConsumer
+from counterpoint.consent.links import ConsentLinks
 from counterpoint.consent.service import ConsentService
+from counterpoint.content.catalog import ContentCatalog
+from counterpoint.content.eligible_service import EligibleContent
+from counterpoint.content.service import ContentService
+from counterpoint.delivery.compose import Composer
+from counterpoint.delivery.routing import Routes, load_routes
+from counterpoint.delivery.service import DeliveryService
+from counterpoint.delivery.tracking import TrackingLinks
+from counterpoint.delivery.worker import DeliveryWorker
 from counterpoint.errors import CounterpointError
 from counterpoint.event.committer import GroupCommitter
 from counterpoint.event.consumer import LogConsumer
@@ -60,8 +70,15 @@ class Container:
     consents: ConsentService
     contact: ContactService = field(init=False)
     guard: GuardService = field(init=False)
+    content: ContentService = field(init=False)
+    catalog: ContentCatalog = field(init=False)
+    eligible: EligibleContent = field(init=False)
     transfers: TransferService = field(init=False)
     privacy: PrivacyService = field(init=False)
+    routes: Routes = field(init=False)
+    tracking: TrackingLinks = field(init=False)
+    delivery: DeliveryService = field(init=False)
+    delivery_worker: DeliveryWorker = field(init=False)
 
     consumers: list[LogConsumer] = field(default_factory=list)
     """Consumers of the log besides the profile projector (which runs first)."""
@@ -86,8 +103,11 @@ class Container:
             for consumer in self.consumers:
                 consumer.start()
             self.wake_consumers()
+        if self.settings.run_delivery:
+            self.delivery_worker.start()
 
     def close(self) -> None:
+        self.delivery_worker.stop()
         self.committer.stop()
         self.projector.stop()
         for consumer in self.consumers:
@@ -162,6 +182,11 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
     )
     built.contact = ContactService(sessions, audit, clock)
     built.guard = GuardService(sessions, profiles, built.consents, built.contact, log, clock)
+    built.content = ContentService(sessions, clock, audit, built.users)
+    built.catalog = ContentCatalog(engine, clock)
+    built.guard.content_checks.append(built.catalog.check)
+    built.guard.batch_scopes.append(built.catalog.pinned)
+    built.eligible = EligibleContent(profiles, built.catalog, built.guard, clock)
     built.transfers = TransferService(sessions, profiles, audit, clock)
     erased = ErasureIndex(sessions, settings.secret_key.get_secret_value())
     built.privacy = PrivacyService(
@@ -179,4 +204,35 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         ]
     )
     wakers.extend(c.wake for c in built.consumers)
+    _delivery(built)
     return built
+
+
+def _delivery(built: Container) -> None:
+    """The outbox's parts: routing, composing, the worker and the sending service."""
+    settings, sessions, clock = built.settings, built.sessions, built.clock
+    built.routes = load_routes(settings.channels_file)
+    built.tracking = TrackingLinks.from_settings(settings, clock)
+    composer = Composer(
+        sessions, built.profiles, ConsentLinks.from_settings(settings, clock), built.tracking
+    )
+    touches = next(c for c in built.consumers if isinstance(c, TouchCounter))
+    built.delivery_worker = DeliveryWorker(
+        sessions,
+        built.guard,
+        composer,
+        built.routes,
+        AdapterContext(sessions, settings.data_dir, clock),
+        built.log,
+        clock,
+        settle=touches.catch_up,
+    )
+    built.delivery = DeliveryService(
+        sessions,
+        built.profiles,
+        built.guard,
+        built.audit,
+        clock,
+        composer,
+        wake=built.delivery_worker.wake,
+    )

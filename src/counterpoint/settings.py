@@ -87,6 +87,21 @@ class Settings(BaseSettings):
             "`counterpoint worker` processes do that (server deployment)."
         ),
     )
+    run_delivery: bool = Field(
+        True,
+        description=(
+            "Whether an API process also delivers the outbox. Turn it off when "
+            "`counterpoint worker` processes deliver (server deployment)."
+        ),
+    )
+    channels_file: Path | None = Field(
+        None,
+        description=(
+            "YAML or JSON document routing channels to adapters (docs/delivery.md). Unset: "
+            "field channels to the rep inbox, direct mail to the print export, everything "
+            "else to the console adapter: nothing leaves the machine."
+        ),
+    )
     extra_specialties: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Specialty codes accepted beside the built-in list, comma-separated.",

@@ -26,7 +26,7 @@ from counterpoint.container import Container
 from counterpoint.kit.clock import FixedClock
 from counterpoint.policy.access import Resource, Role, Verb, is_allowed
 
-PUBLIC_PREFIXES = ("/health", "/v1/", "/consent/", "/hooks/")
+PUBLIC_PREFIXES = ("/health", "/v1/", "/consent/", "/hooks/", "/t/")
 """Where routes outside bearer-token access may live (write keys, signed links, webhooks)."""
 
 

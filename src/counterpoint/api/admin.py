@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from counterpoint.api.deps import Allow, Services, actor_of
 from counterpoint.errors import NotFoundError
@@ -42,6 +42,12 @@ class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=2000)
+
+
+class NewPassword(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: SecretStr = Field(max_length=1024, description="re-entered to sign approvals")
 
 
 class NewToken(BaseModel):
@@ -86,6 +92,15 @@ def disable_user(
 ) -> dict[str, Any]:
     """Disable a user; their tokens stop working at once."""
     return container.users.disable(user, actor_of(request, caller), body.reason)
+
+
+@router.put("/users/{user}/password")
+def set_password(
+    user: str, body: NewPassword, request: Request, container: Services, caller: UserWriter
+) -> dict[str, Any]:
+    """Set the password the user re-enters to sign (e-signatures); only a hash is kept."""
+    container.users.set_password(user, body.password.get_secret_value(), actor_of(request, caller))
+    return {"user": user, "password_set": True}
 
 
 @router.post("/users/{user}/tokens", status_code=201)

@@ -14,10 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from counterpoint import __version__
 from counterpoint.api import admin, consent, hcps, ingest, quarantine
 from counterpoint.api import contact_preferences as contact_preferences_api
+from counterpoint.api import content as content_api
+from counterpoint.api import delivery as delivery_api
+from counterpoint.api import eligible as eligible_api
 from counterpoint.api import guard as guard_api
 from counterpoint.api import policy as policy_api
 from counterpoint.api import privacy as privacy_api
 from counterpoint.api import public as consent_pages
+from counterpoint.api import rep_inbox as rep_inbox_api
+from counterpoint.api import tracking as tracking_api
 from counterpoint.api import transfers as transfers_api
 from counterpoint.api.deps import Public
 from counterpoint.container import Container
@@ -107,7 +112,12 @@ def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
     app.include_router(consent_pages.router)  # HCP consent pages, SMS webhook
     app.include_router(policy_api.router)
     app.include_router(guard_api.router)
+    app.include_router(eligible_api.router)
+    app.include_router(content_api.router)
     app.include_router(contact_preferences_api.router)
     app.include_router(privacy_api.router)
     app.include_router(transfers_api.router)
+    app.include_router(rep_inbox_api.router)
+    app.include_router(delivery_api.router)
+    app.include_router(tracking_api.router)  # open pixel, click redirect (signed links)
     return app

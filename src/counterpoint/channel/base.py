@@ -15,7 +15,8 @@ retries, dead letters and idempotency bookkeeping; an adapter only says what hap
 
 Adapters are registered through the ``counterpoint.channels`` entry-point group and
 configured by a typed pydantic model (``Config``); secrets are ``SecretStr`` and never
-appear in logs, errors or ``repr``. See docs/delivery.md.
+appear in logs, errors or ``repr``. The adapters shipped with Counterpoint, their settings
+and what each sends are in docs/channels.md; the worker that drives them in docs/delivery.md.
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ ENTRY_POINT_GROUP = "counterpoint.channels"
 
 
 class AdapterConfig(BaseModel):
-    """Base of every adapter's configuration: typed, immutable, unknown keys refused."""
+    """Base of every adapter's configuration: typed, immutable, unknown keys refused.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Validation errors never echo the input (which may hold a secret): they name the key and
+    say what is wrong with it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,6 +81,23 @@ def users_disable(
     console().print(f"disabled {name}")
 
 
+@users_app.command("set-password")
+def users_set_password(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set the password a user re-enters to sign approvals (at least 12 characters)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with container() as built:
+        built.users.set_password(name, password, Actor.cli())
+    console().print(f"password set for {name}")
+
+
 @tokens_app.command("create")
 def tokens_create(
     user: Annotated[str, typer.Argument(help="The user's name (or id) the token acts as.")],

@@ -15,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from counterpoint.cli import access, consent, simulate
+from counterpoint.cli import content as content_cli
+from counterpoint.cli import delivery as delivery_cli
 from counterpoint.cli import policy as policy_cli
 from counterpoint.cli import privacy as privacy_cli
 from counterpoint.cli import transfers as transfers_cli
@@ -49,6 +51,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(access.users_app, name="users")
 app.add_typer(access.tokens_app, name="tokens")
 app.add_typer(access.audit_app, name="audit")
+app.add_typer(delivery_cli.outbox_app, name="outbox")
+app.command("send")(delivery_cli.send)
 app.add_typer(hcp_app, name="hcp")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(db_app, name="db")
@@ -56,6 +60,7 @@ app.add_typer(simulate.app, name="simulate")
 app.add_typer(privacy_cli.app, name="privacy")
 app.add_typer(transfers_cli.app, name="transfers")
 app.add_typer(consent.app, name="consent")
+app.add_typer(content_cli.app, name="content")
 app.add_typer(policy_cli.policy_app, name="policy")
 app.add_typer(policy_cli.dnc_app, name="dnc")
 app.add_typer(policy_cli.guard_app, name="guard")
@@ -112,11 +117,12 @@ def worker(
     poll: Annotated[float, typer.Option(help="Seconds between looks at the log.")] = 0.2,
 ) -> None:
     """Apply the event log to every consumer continuously (for API processes run without
-    consumers): profiles, consent, touches."""
+    consumers): profiles, consent, touches; and deliver the outbox."""
     import time
 
     with container() as built:
-        console.print("applying the event log; stop with Ctrl-C")
+        console.print("applying the event log and delivering the outbox; stop with Ctrl-C")
+        built.delivery_worker.start()
         try:
             while True:
                 if not built.catch_up():

@@ -1,5 +1,5 @@
 """Signed, expiring, purpose-bound tokens for links sent to HCPs (confirm, unsubscribe,
-preferences).
+preferences, open and click tracking).
 
 A token is an ``itsdangerous`` URL-safe timed signature (HMAC-SHA256, keyed with the
 ``secret_key`` setting) over a small JSON payload. Each purpose signs with its own salt, so a
@@ -56,6 +56,8 @@ class LinkPurpose(enum.StrEnum):
     CONFIRM = "consent-confirm"
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
+    TRACK_OPEN = "track-open"
+    TRACK_CLICK = "track-click"
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,7 @@ _TABLE: dict[Resource, dict[Verb, frozenset[Role]]] = {
         Verb.READ: frozenset({R.ADMIN, R.MARKETING_OPS}),
         Verb.WRITE: frozenset({R.ADMIN, R.MARKETING_OPS}),
     },
-    Resource.REP_INBOX: {Verb.READ: _FIELD},
+    Resource.REP_INBOX: {Verb.READ: _FIELD, Verb.WRITE: _FIELD},
 }
 
 

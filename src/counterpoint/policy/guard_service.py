@@ -9,7 +9,8 @@ bulk (a few queries per 500 HCPs) and decides them with the vectorised kernel.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -27,10 +28,12 @@ from counterpoint.policy.contact import ContactPolicy
 from counterpoint.policy.contact_service import ContactFacts, ContactService
 from counterpoint.policy.guard import (
     HCP_FREQUENCY_DAYS,
+    BoolArray,
     Candidate,
     ContentCheck,
     Decision,
     HcpFacts,
+    Refusal,
     decide,
     encode,
     kernel,
@@ -89,6 +92,14 @@ def _since(policy: ContactPolicy, at: dt.datetime) -> dt.date:
     return at.astimezone(dt.UTC).date() - dt.timedelta(days=days)
 
 
+def _content_refusals(
+    checks: Sequence[ContentCheck], candidate: Candidate, facts: HcpFacts | None
+) -> tuple[Refusal, ...]:
+    if not checks or candidate.content_id is None or facts is None:
+        return ()
+    return tuple(r for check in checks for r in check(candidate, facts))
+
+
 class GuardService:
     def __init__(
         self,
@@ -111,6 +122,9 @@ class GuardService:
         self._clock = clock
         self.content_checks: list[ContentCheck] = list(content_checks)
         """Checks of the content a candidate carries; the content domain registers here."""
+        self.batch_scopes: list[Callable[[], AbstractContextManager[object]]] = []
+        """Entered around the decisions of one ``check_many`` (e.g. the content catalog pins
+        one fresh snapshot for the batch instead of one look per candidate)."""
 
     # --- one candidate ------------------------------------------------------------------
     def check(
@@ -192,19 +206,36 @@ class GuardService:
         allowed, _ = kernel(encode(rows))
         decisions: list[Decision] = []
         refused: list[tuple[HcpRef, Candidate, Decision]] = []
-        for i, (row_facts, policy, candidate) in enumerate(rows):
-            if allowed[i] and not self.content_checks:
-                decisions.append(Decision(True))
-                continue
-            # refused rows (and rows needing content checks) get their reasons in words
-            decision = decide(row_facts, policy, candidate, self.content_checks)
-            decisions.append(decision)
-            ref = refs.get(requests[i].hcp_id)
-            if ref is not None and not decision.allowed:
-                refused.append((ref, candidate, decision))
+        with ExitStack() as scopes:
+            for scope in self.batch_scopes:
+                scopes.enter_context(scope())
+            self._decide_rows(rows, allowed, requests, refs, decisions, refused)
         if record_refusal and refused:
             self._record(refused, role, actor)
         return decisions
+
+    def _decide_rows(
+        self,
+        rows: Sequence[tuple[HcpFacts | None, ContactPolicy, Candidate]],
+        allowed: BoolArray,
+        requests: Sequence[CheckRequest],
+        refs: Mapping[str, HcpRef],
+        decisions: list[Decision],
+        refused: list[tuple[HcpRef, Candidate, Decision]],
+    ) -> None:
+        for i, (row_facts, policy, candidate) in enumerate(rows):
+            if allowed[i]:
+                # the kernel allowed it: only the content checks remain (if it carries content)
+                content = _content_refusals(self.content_checks, candidate, row_facts)
+                decisions.append(Decision(not content, content))
+                if not content:
+                    continue
+            else:  # refused rows get every reason in words
+                decisions.append(decide(row_facts, policy, candidate, self.content_checks))
+            decision = decisions[-1]
+            ref = refs.get(requests[i].hcp_id)
+            if ref is not None and not decision.allowed:
+                refused.append((ref, candidate, decision))
 
     # --- refusal events -----------------------------------------------------------------
     def _record(

@@ -6,8 +6,10 @@ disabled user's tokens stop working at once. Every change is written to the audi
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Iterable
@@ -29,11 +31,22 @@ from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.policy.models import ApiToken, User
 from counterpoint.profile.validation import country_codes, normalise_market
 
-__all__ = ["ApiTokens", "TokenInfo", "Users", "user_dict"]
+__all__ = [
+    "ApiTokens",
+    "TokenInfo",
+    "Users",
+    "hash_password",
+    "password_matches",
+    "user_dict",
+]
 
 _NAME = re.compile(r"^[\w.@\- ]{1,200}$")
 _SCOPE = re.compile(r"^[\w.\-]{1,64}$")
 _MAX_DAYS = 3650
+_PASSWORD_MIN = 12
+_PASSWORD_MAX = 1024
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # 16 MiB, tens of milliseconds per try
+_DUMMY_HASH = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$" + "A" * 43 + "="
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,34 @@ class TokenInfo:
 
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    """A self-describing scrypt hash: ``scrypt$n$r$p$salt$key`` (salt and key in base64)."""
+    salt = secrets.token_bytes(16)
+    key = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    params = f"{_SCRYPT['n']}${_SCRYPT['r']}${_SCRYPT['p']}"
+    return f"scrypt${params}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
+def password_matches(stored: str, password: str) -> bool:
+    """Whether ``password`` hashes to ``stored`` (compared in constant time)."""
+    try:
+        scheme, n, r, p, salt, key = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(key, validate=True)
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt, validate=True),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
 
 
 def user_dict(user: User) -> dict[str, object]:
@@ -163,6 +204,76 @@ class Users:
             )
         return user
 
+    def principal(self, name_or_id: str) -> Principal:
+        """The user as a caller (the CLI's ``--as USER``); a disabled user is refused."""
+        with self._sessions() as session:
+            user = self.get(session, name_or_id)
+        if user.disabled_at is not None:
+            raise UnauthorizedError(
+                f"the user {user.name!r} is disabled", field="user", fix="ask an administrator"
+            )
+        return _principal(user)
+
+    def set_password(self, name_or_id: str, password: str, actor: Actor) -> dict[str, object]:
+        """Set the password a user re-enters to sign (e-signatures). Only a salted scrypt
+        hash is stored; the audit record says that it changed, never what it is."""
+        if not _PASSWORD_MIN <= len(password) <= _PASSWORD_MAX or not password.strip():
+            raise ValidationFailedError(
+                f"a password has {_PASSWORD_MIN} to {_PASSWORD_MAX} characters",
+                field="password",
+                fix=f"choose a password of at least {_PASSWORD_MIN} characters "
+                "(a few unrelated words are easy to type and hard to guess)",
+            )
+        hashed = hash_password(password)
+        with self._sessions.begin() as session:
+            user = self.get(session, name_or_id)
+            if user.disabled_at is not None:
+                raise ConflictError(
+                    f"the user {user.name!r} is disabled",
+                    field="user",
+                    fix="passwords can be set only for enabled users",
+                )
+            had = user.password_hash is not None
+            user.password_hash = hashed
+            self._audit.record(
+                session,
+                actor,
+                "user.set_password",
+                "user",
+                user.id,
+                before={"password_set": had},
+                after={"password_set": True},
+            )
+            return user_dict(user)
+
+    def verify_password(self, user_id: str, password: str, *, actor: Actor | None = None) -> bool:
+        """Re-authentication before a signature: the user's password, checked in constant
+        time. A disabled user, or one without a password, fails. Every failure is audited
+        as ``signature.reauth_failed`` (in its own transaction: it stays recorded)."""
+        with self._sessions() as session:
+            user = session.get(User, user_id)
+        stored = user.password_hash if user is not None else None
+        matches = password_matches(stored or _DUMMY_HASH, password) and stored is not None
+        if user is not None and matches and user.disabled_at is None:
+            return True
+        why = (
+            "unknown user"
+            if user is None
+            else "user disabled"
+            if user.disabled_at is not None
+            else "no password set"
+            if stored is None
+            else "wrong password"
+        )
+        who = actor or Actor(
+            user.name if user else user_id, user.role if user else None, "reauthentication"
+        )
+        with self._sessions.begin() as session:
+            self._audit.record(
+                session, who, "signature.reauth_failed", "user", user_id, after={"reason": why}
+            )
+        return False
+
     def disable(self, name_or_id: str, actor: Actor, reason: str) -> dict[str, object]:
         reason = require_reason(reason, "disabling a user")
         with self._sessions.begin() as session:
@@ -279,11 +390,15 @@ class ApiTokens:
                 field="Authorization",
                 fix="ask an administrator",
             )
-        return Principal(
-            user_id=user.id,
-            name=user.name,
-            role=Role(user.role),
-            markets=frozenset(user.markets),
-            brands=frozenset(user.brands),
-            territories=frozenset(user.territories),
-        )
+        return _principal(user)
+
+
+def _principal(user: User) -> Principal:
+    return Principal(
+        user_id=user.id,
+        name=user.name,
+        role=Role(user.role),
+        markets=frozenset(user.markets),
+        brands=frozenset(user.brands),
+        territories=frozenset(user.territories),
+    )

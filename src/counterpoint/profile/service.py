@@ -35,7 +35,15 @@ from counterpoint.profile.validation import (
     validate_hcp_row,
 )
 
-__all__ = ["ErasedError", "HcpRef", "MasterDataReport", "ProfileService", "redact_medical"]
+__all__ = [
+    "ErasedError",
+    "HcpRef",
+    "MasterDataReport",
+    "ProfileService",
+    "Recipient",
+    "SegmentFilter",
+    "redact_medical",
+]
 
 
 class ErasedError(CounterpointError):
@@ -93,6 +101,39 @@ class HcpRef:
         if not self.identifiers:
             return None
         return next((k for k in self.identifiers if k.startswith("npi:")), self.identifiers[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """What a message to an HCP needs: who it is (for personalisation) and where it goes."""
+
+    ref: HcpRef
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    specialty: str | None
+    persona: str | None
+    synthetic: bool
+    emails: tuple[str, ...]
+    phones: tuple[str, ...]
+    organisation: str | None  # the primary affiliation's name (postal block), if any
+    city: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFilter:
+    """A set of HCPs by their attributes (every given condition must hold)."""
+
+    market: str | None = None
+    territory: str | None = None
+    specialty: str | None = None
+    segment: str | None = None  # one of the HCP's segments
+    persona: str | None = None
+    min_decile: int | None = None
+    limit: int = 100_000
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 def redact_medical(item: StoredEvent) -> StoredEvent:
@@ -291,6 +332,68 @@ class ProfileService:
                 time_zone=profile.time_zone,
                 kind=profile.kind,
                 language=profile.preferred_language,
+            )
+        return out
+
+    def segment(self, where: SegmentFilter, *, viewer: Principal | None = None) -> list[str]:
+        """Ids of the live HCPs matching ``where`` within the viewer's scope, by id."""
+        query = select(Hcp.id, Hcp.market, Hcp.territory, Hcp.segments).where(
+            Hcp.kind == "hcp", Hcp.merged_into.is_(None)
+        )
+        if where.market:
+            query = query.where(Hcp.market == where.market.upper())
+        if where.territory:
+            query = query.where(Hcp.territory == where.territory)
+        if where.specialty:
+            query = query.where(Hcp.specialty == where.specialty)
+        if where.persona:
+            query = query.where(Hcp.persona == where.persona)
+        if where.min_decile is not None:
+            query = query.where(Hcp.potential_decile >= where.min_decile)
+        out: list[str] = []
+        with self._sessions() as session:
+            for hcp_id, market, territory, segments in session.execute(query.order_by(Hcp.id)):
+                if where.segment and where.segment not in (segments or []):
+                    continue
+                if viewer is not None and not can_see_hcp(viewer, market, [territory]):
+                    continue
+                out.append(hcp_id)
+                if len(out) >= where.limit:
+                    break
+        return out
+
+    def recipients(self, hcp_ids: Iterable[str]) -> dict[str, Recipient]:
+        """Requested id → the live HCP's recipient details, in bulk (unknown and erased ids
+        are absent)."""
+        refs = self.resolve_many(hcp_ids)
+        live = {ref.id for ref in refs.values()}
+        with self._sessions() as session:
+            repo = ProfileRepository(session)
+            rows = repo.profiles_by_id(live)
+            keys = [k for ref in refs.values() for k in ref.identifiers]
+            orgs: dict[str, tuple[str, str | None, bool]] = {}
+            for affiliation, hco in repo.affiliations_of(keys) if keys else []:
+                known = orgs.get(affiliation.identifier)
+                if known is None or (affiliation.primary and not known[2]):
+                    orgs[affiliation.identifier] = (hco.name, hco.city, affiliation.primary)
+        out: dict[str, Recipient] = {}
+        for requested, ref in refs.items():
+            row = rows.get(ref.id)
+            if row is None:
+                continue
+            org = next((orgs[k] for k in ref.identifiers if k in orgs), None)
+            out[requested] = Recipient(
+                ref=ref,
+                first_name=row.first_name,
+                last_name=row.last_name,
+                title=row.title,
+                specialty=row.specialty,
+                persona=row.persona,
+                synthetic=row.synthetic,
+                emails=tuple(k[6:] for k in ref.identifiers if k.startswith("email:")),
+                phones=tuple(k[6:] for k in ref.identifiers if k.startswith("phone:")),
+                organisation=org[0] if org else None,
+                city=org[1] if org else None,
             )
         return out
 
