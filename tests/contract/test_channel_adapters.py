@@ -792,15 +792,18 @@ def test_smtp_reconnects_when_the_server_closed_an_idle_connection(
         server.stop()
 
 
-def test_smtp_times_out_on_a_slow_server_as_transient(
+def test_smtp_no_answer_after_the_message_was_sent_is_an_unknown_outcome_never_retried(
     smtp_server: SmtpReceiver, context: AdapterContext
 ) -> None:
+    # The server has the whole message but answers too late: it may have accepted it, so a
+    # retry could deliver it twice. The adapter says so (permanent: a person decides).
     smtp_server.data_delay_s = 1.5
     adapter = smtp_adapter(smtp_server, context, timeout_s=0.3)
     (result,) = adapter.send_many([email_to(1)])
     adapter.close()
-    assert isinstance(result, TransientDeliveryError)
-    assert result.code == "disconnected"
+    assert isinstance(result, PermanentDeliveryError)
+    assert result.code == "outcome_unknown"
+    assert not result.hard_bounce
 
 
 def test_smtp_authenticates_over_starttls_and_verifies_the_certificate(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import smtplib
 import socket
 import ssl
@@ -106,6 +107,17 @@ def _address_problem(address: str) -> str | None:
     if not at or not local or not domain or "." not in domain.strip(".") or len(address) > 254:
         return "the e-mail address is not of the form name@domain"
     return None
+
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+def _dot_terminated(data: bytes) -> bytes:
+    """The DATA body as SMTP sends it: leading dots doubled, CRLF, then ``.`` (RFC 5321)."""
+    quoted = _LEADING_DOT.sub(b"..", data)
+    if not quoted.endswith(b"\r\n"):
+        quoted += b"\r\n"
+    return quoted + b".\r\n"
 
 
 def message_id(idempotency_key: str, sender: str) -> str:
@@ -247,15 +259,27 @@ class SmtpAdapter:
             if code not in (250, 251):
                 return self._refused(smtp, stage, code)
             stage = "DATA"
-            code, _ = smtp.data(self._flatten(prepared.email, international))
-            if code != 250:
+            smtp.putcmd("data")
+            code, _ = smtp.getreply()
+            if code != 354:
                 return self._refused(smtp, stage, code)
-        except smtplib.SMTPDataError as exc:  # no 354 after DATA
-            return self._refused(smtp, stage, exc.smtp_code)
+            smtp.send(_dot_terminated(self._flatten(prepared.email, international)))
+            stage = "END"  # the whole message is with the server: only its answer is missing
+            code, _ = smtp.getreply()
+            if code != 250:
+                return self._refused(smtp, "DATA", code)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             if stage == "MAIL":
                 raise _StaleConnectionError(_os_reason(exc)) from None
             self._drop()
+            if stage == "END":
+                # The server may have accepted it: sending it again could deliver it twice.
+                return PermanentDeliveryError(
+                    f"the connection was lost after the message was sent, before the server "
+                    f"answered ({type(exc).__name__}); whether it was accepted is unknown, so "
+                    "it is not sent again automatically (replay it if it did not arrive)",
+                    code="outcome_unknown",
+                )
             return TransientDeliveryError(
                 f"the connection was lost during {stage} ({type(exc).__name__}); "
                 "the message was not accepted",
