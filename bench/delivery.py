@@ -50,7 +50,7 @@ TINY_SUPPORTED = True
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)  # Monday, 13:00 in Berlin
 POLICY = {"market": "DE", "time_zone": "Europe/Berlin", "caps": []}
 HTML = (
-    "<html><body><p>{{ hcp.salutation }},</p><p>Synthetic benchmark content about "
+    "<html><body><p>{{ hcp.salutation }} {{ hcp.last_name }},</p><p>Synthetic benchmark content about "
     'Cardiomax dosing.</p><p><a href="https://pharma.example/cmx">Read more</a></p>'
     '<p><a href="{{ links.unsubscribe }}">Unsubscribe</a></p></body></html>'
 )
@@ -153,8 +153,8 @@ def seed(container: Any, hcps: int, channel: str) -> list[str]:
     proof = Proof(ConsentSource.IMPORT, "bench", wording_version="v1")
     consent_channel = ConsentChannel.EMAIL if "email" in channel else ConsentChannel.F2F_CALL
     body: dict[str, Any] = {
-        "subject": "{{ hcp.salutation }}: Cardiomax (synthetic)",
-        "text": "{{ hcp.salutation }},\nSynthetic.\n{{ links.unsubscribe }}",
+        "subject": "{{ hcp.salutation }} {{ hcp.last_name }}: Cardiomax (synthetic)",
+        "text": "{{ hcp.salutation }} {{ hcp.last_name }},\nSynthetic.\n{{ links.unsubscribe }}",
         "html": HTML,
     }
     if "email" not in channel:  # a call task for the rep: no HCP links in it

@@ -149,7 +149,7 @@ def approved_asset(container: Container, code: str = "CMX-DE-EM-001", **over: An
         "claims": [],
         "minutes": 2.0,
         "body": {
-            "subject": "{{ hcp.salutation }}, Neues zu Cardiomax",
+            "subject": "{{ hcp.salutation }} {{ hcp.last_name }}, Neues zu Cardiomax",
             "text": "{{ hcp.salutation }},\nmehr: https://pharma.example/cmx\n"
             "Abmelden: {{ links.unsubscribe }}",
             "html": '<p>{{ hcp.salutation }}</p><a href="https://pharma.example/cmx">mehr</a>'

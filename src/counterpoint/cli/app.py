@@ -21,6 +21,7 @@ from counterpoint.cli import policy as policy_cli
 from counterpoint.cli import privacy as privacy_cli
 from counterpoint.cli import transfers as transfers_cli
 from counterpoint.cli.common import container, reset_consoles, settings
+from counterpoint.cli.demo_content import FIRST_SEND, DemoContent, prepare_content
 from counterpoint.container import Container, open_container
 from counterpoint.errors import CounterpointError
 from counterpoint.event.log import QuarantineStatus
@@ -152,6 +153,7 @@ def demo(
         _demo_consents(built, out / "consents.parquet")
         for part in sorted((out / "events").glob("*.parquet")):
             _import(built, "events", part)
+        content = prepare_content(built)
         _, key = built.write_keys.create("demo source")
         token = access.demo_admin_token(built)
         sample = _sample_hcp(built)
@@ -168,8 +170,30 @@ def demo(
             soft_wrap=True,
         )
         console.print(f"  in the terminal: counterpoint hcp show {sample}")
+    _print_demo_content(content, base, token)
     if not no_serve:
         serve(host=None, port=port)
+
+
+def _print_demo_content(content: DemoContent, base: str, token: str) -> None:
+    if content.skipped:
+        console.print(f"  content library: {content.skipped}")
+        return
+    console.print(
+        f"  content library: {len(content.approved)} synthetic items approved by three "
+        "synthetic MLR reviewers (e-signatures); their passwords, shown once:"
+    )
+    for name, password in content.passwords.items():
+        console.print(f"    {name}: {password}", soft_wrap=True)
+    console.print(
+        f"  first campaign send ({FIRST_SEND}): {content.queued} queued, {content.refused} "
+        "refused by the guard; the server delivers them to the console adapter "
+        "(.counterpoint/outbox/console.jsonl)"
+    )
+    console.print(
+        f"  the outbox:      curl -H 'Authorization: Bearer {token}' {base}/api/v1/outbox",
+        soft_wrap=True,
+    )
 
 
 def _demo_market_ready(out: Path) -> bool:

@@ -11,35 +11,14 @@ import typer
 from rich.table import Table
 
 from counterpoint.cli.common import console, container
-from counterpoint.container import Container
 from counterpoint.delivery.service import SendRequest
-from counterpoint.errors import ValidationFailedError
 from counterpoint.event.canonical import Channel
-from counterpoint.policy.access import Principal, Role
 from counterpoint.policy.audit import Actor
 from counterpoint.profile.service import SegmentFilter
 
 __all__ = ["outbox_app", "send"]
 
 outbox_app = typer.Typer(help="The delivery outbox and its dead letters.", no_args_is_help=True)
-
-
-def principal_of(built: Container, name: str) -> Principal:
-    """The user ``name`` as the principal a send acts as (its role and scopes)."""
-    with built.sessions() as session:
-        user = built.users.get(session, name)
-        if user.disabled_at is not None:
-            raise ValidationFailedError(
-                f"the user {name!r} is disabled", field="--as", fix="name an active user"
-            )
-        return Principal(
-            user_id=user.id,
-            name=user.name,
-            role=Role(user.role),
-            markets=frozenset(user.markets),
-            brands=frozenset(user.brands),
-            territories=frozenset(user.territories),
-        )
 
 
 def _channel(value: str) -> Channel:
@@ -90,7 +69,7 @@ def send(
             persona=persona,
         )
     with container() as built:
-        principal = principal_of(built, as_user) if as_user else None
+        principal = built.users.principal(as_user) if as_user else None
         report = built.delivery.send(
             SendRequest(
                 content=content,

@@ -63,23 +63,22 @@ class ContentBody:
 
 
 def hcp_tokens(recipient: Recipient) -> dict[str, str]:
-    """The ``hcp.*`` tokens of one HCP (empty strings where the record has nothing)."""
+    """The ``hcp.*`` tokens of one HCP (empty strings where the record has nothing).
+
+    ``salutation`` is the greeting in the HCP's language with the title ("Guten Tag Dr.",
+    "Dear Prof."), to be followed by the name in the template: ``{{ hcp.salutation }}
+    {{ hcp.last_name }}``. Without a title it is the greeting and the first name.
+    """
     first = recipient.first_name or ""
     last = recipient.last_name or ""
     title = recipient.title or ""
-    full = " ".join(p for p in (title, first, last) if p)
     greeting = _GREETING.get((recipient.ref.language or "en")[:2], _GREETING["en"])
-    named = (
-        " ".join(p for p in (title, last) if p)
-        if title
-        else " ".join(p for p in (first, last) if p)
-    )
     return {
-        "salutation": f"{greeting} {named}".strip() if named else greeting,
+        "salutation": f"{greeting} {title or first}".strip(),
         "title": title,
         "first_name": first,
         "last_name": last,
-        "full_name": full,
+        "full_name": " ".join(p for p in (title, first, last) if p),
         "specialty": recipient.specialty or "",
     }
 
