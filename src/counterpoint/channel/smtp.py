@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import re
 import smtplib
 import socket
@@ -23,9 +24,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email import policy
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email import charset, policy
+from email.generator import BytesGenerator
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 from typing import ClassVar, Literal
 
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
@@ -41,7 +46,7 @@ from counterpoint.channel.base import (
 )
 from counterpoint.event.canonical import Channel
 
-__all__ = ["SmtpAdapter", "SmtpConfig", "build_email", "message_id"]
+__all__ = ["SmtpAdapter", "SmtpConfig", "build_email", "email_bytes", "message_id"]
 
 _IDLE_CHECK_S = 5.0
 """A connection idle for longer is checked with NOOP before the next message."""
@@ -158,10 +163,92 @@ def build_email(message: OutboundMessage, default_sender: str, date: str) -> Ema
     return email
 
 
+_QP = charset.Charset("utf-8")
+_QP.header_encoding = charset.QP
+_QP.body_encoding = charset.QP
+_WIRE = policy.compat32.clone(linesep="\r\n", max_line_length=0)  # headers fold themselves
+_HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII, no colon (RFC 5322 2.2)
+
+
+def _line(value: str, what: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise PermanentDeliveryError(
+            f"the {what} holds a line break (header injection refused)", code="bad_message"
+        )
+    return value
+
+
+def _header_value(name: str, value: str) -> str:
+    """The value as it may stand in a header: short ASCII as is; anything else RFC 2047
+    encoded and folded (CRLF, continuation lines), so that no line passes 998 characters."""
+    _line(value, f"header {name}" if name != "Subject" else "subject")
+    if value.isascii() and len(value) + len(name) < 900:
+        return value
+    charset_name = "us-ascii" if value.isascii() else "utf-8"
+    return Header(value, charset_name, header_name=name).encode(linesep="\r\n")
+
+
+def email_bytes(message: OutboundMessage, default_sender: str, date: str) -> tuple[bytes, str]:
+    """The e-mail for ``message`` as it goes on the wire (CRLF), and its Message-ID.
+
+    The fast path builds it with the ``email`` package's compat32 classes (about four times
+    faster than ``EmailMessage``, which parses every header): headers checked for line breaks
+    and encoded (RFC 2047) when not ASCII, both parts quoted-printable UTF-8. Addresses that
+    are not ASCII need SMTPUTF8 and take ``build_email``.
+    """
+    address = (message.address or "").strip()
+    problem = _address_problem(address)
+    if problem:
+        raise PermanentDeliveryError(
+            problem,
+            code="no_address" if not address else "invalid_address",
+            hard_bounce=bool(address),
+        )
+    sender = message.sender or default_sender
+    name, sender_address = parseaddr(_line(sender, "sender"))
+    if not (address.isascii() and sender_address.isascii()) or not sender_address:
+        email = build_email(message, default_sender, date)
+        international = not (address.isascii() and sender_address.isascii())
+        return SmtpAdapter.flatten(email, international), str(email["Message-ID"])
+    text = MIMEText(message.text or "", "plain", _QP)  # type: ignore[arg-type]
+    root: Message
+    if message.html:
+        root = MIMEMultipart("alternative")
+        html = MIMEText(message.html, "html", _QP)  # type: ignore[arg-type]
+        for part in (text, html):
+            del part["MIME-Version"]
+            root.attach(part)
+    else:
+        root = text
+    mid = message_id(message.idempotency_key, sender)
+    root["Message-ID"] = mid
+    root["Date"] = date
+    root["From"] = formataddr((name, sender_address), charset="utf-8") if name else sender_address
+    root["To"] = address
+    root["Subject"] = _header_value("Subject", message.subject or "")
+    for header, value in message.headers.items():
+        if header.lower() in _SET_BY_ADAPTER or not _HEADER_NAME.match(header):
+            raise PermanentDeliveryError(
+                f"the e-mail cannot be built: the header {header[:40]!r} is set by the adapter"
+                " or is not a header name",
+                code="bad_message",
+            )
+        root[header] = _header_value(header, value)
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, policy=_WIRE).flatten(root)
+    data = out.getvalue()
+    if any(len(line) > 998 for line in data.split(b"\r\n")):
+        raise PermanentDeliveryError(
+            "the e-mail cannot be built: a header line would pass 998 characters",
+            code="bad_message",
+        )
+    return data, mid
+
+
 @dataclass(slots=True)
 class _Prepared:
     message: OutboundMessage
-    email: EmailMessage
+    data: bytes
     recipient: str
     id: str
 
@@ -214,11 +301,11 @@ class SmtpAdapter:
                 f"the smtp adapter does not carry {message.channel}", code="channel"
             )
         try:
-            email = build_email(message, self.config.from_address, date)
+            data, mid = email_bytes(message, self.config.from_address, date)
         except DeliveryError as exc:
             return exc
         recipient = (message.address or "").strip()
-        return _Prepared(message, email, recipient, str(email["Message-ID"]))
+        return _Prepared(message, data, recipient, mid)
 
     def _deliver(self, prepared: _Prepared) -> Receipt | DeliveryError:
         """One message; a connection found closed before MAIL FROM is renewed once."""
@@ -263,7 +350,7 @@ class SmtpAdapter:
             code, _ = smtp.getreply()
             if code != 354:
                 return self._refused(smtp, stage, code)
-            smtp.send(_dot_terminated(self._flatten(prepared.email, international)))
+            smtp.send(_dot_terminated(prepared.data))
             stage = "END"  # the whole message is with the server: only its answer is missing
             code, _ = smtp.getreply()
             if code != 250:
@@ -289,7 +376,7 @@ class SmtpAdapter:
         return Receipt(provider_id=prepared.id)
 
     @staticmethod
-    def _flatten(email: EmailMessage, international: bool) -> bytes:
+    def flatten(email: EmailMessage, international: bool) -> bytes:
         return email.as_bytes(policy=policy.SMTPUTF8 if international else policy.SMTP)
 
     def _refused(self, smtp: smtplib.SMTP, stage: str, code: int) -> DeliveryError:
