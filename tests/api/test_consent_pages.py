@@ -803,3 +803,35 @@ def test_html_in_a_token_is_never_echoed(client: TestClient, container: Containe
         assert response.status_code == 400
         assert "<script" not in response.text
     assert _counts(container) == before
+
+
+@pytest.mark.parametrize("consumer_skips_own_events", [True, False])
+def test_an_unsubscribe_is_a_delivery_result_in_the_log_recorded_once_in_the_ledger(
+    client: TestClient,
+    container: Container,
+    hcp_id: str,
+    links: ConsentLinks,
+    consumer_skips_own_events: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from counterpoint.consent import consumer as consent_consumer
+    from counterpoint.event.log import TimelineQuery
+
+    if not consumer_skips_own_events:  # negative control: the consumer revokes again
+        monkeypatch.setattr(consent_consumer, "UNSUBSCRIBE_SOURCE", "nothing-matches")
+    _grant(container, hcp_id, ConsentChannel.EMAIL, Purpose.PROMOTIONAL)
+    link = links.unsubscribe(hcp_id, ConsentChannel.EMAIL, purposes=[Purpose.PROMOTIONAL])
+    before = _counts(container)
+    assert client.post("/consent/unsubscribe", data={"token": link.token}).status_code == 200
+    container.catch_up()
+    ref = container.profiles.resolve(hcp_id)
+    events = container.log.timeline(TimelineQuery(subjects=list(ref.identifiers), limit=50))
+    unsubscribed = [e.event for e in events if e.event.action == "unsubscribed"]
+    assert len(unsubscribed) == 1
+    assert unsubscribed[0].source == "consent-links"
+    assert unsubscribed[0].channel == "campaign_email"
+    written = _counts(container).records - before.records
+    if consumer_skips_own_events:
+        assert written == 1
+    else:
+        assert written > 1  # the same withdrawal recorded again by the consumer

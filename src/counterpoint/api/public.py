@@ -71,6 +71,8 @@ def self_service(container: Container) -> SelfService:
         contact=container.contact,
         preference_wording=settings.preference_wording,
         preference_wording_version=settings.preference_wording_version,
+        log=container.log,
+        wake=container.wake_consumers,
     )
 
 

@@ -36,6 +36,7 @@ from counterpoint.consent.ledger import (
 from counterpoint.consent.models import ConsentRow
 from counterpoint.consent.schemas import (
     CONSENT_EVENTS,
+    UNSUBSCRIBE_SOURCE,
     ConsentEventProblem,
     consent_state_of,
     read_consent_event,
@@ -181,6 +182,8 @@ class ConsentConsumer(LogConsumer):
         return None
 
     def _unsubscribe(self, session: Session, event: LogEvent) -> ConsentEventProblem | None:
+        if event.source == UNSUBSCRIBE_SOURCE:
+            return None  # the HCP's own page or keyword: recorded in the ledger already
         channel = consent_channel(event.channel) if event.channel is not None else None
         if channel is None:
             return None  # a channel that needs no consent (the HCP came to us): nothing to revoke

@@ -17,7 +17,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -36,8 +36,11 @@ from counterpoint.consent.ledger import (
     Purpose,
     ScopeStatus,
 )
+from counterpoint.consent.schemas import UNSUBSCRIBE_SOURCE
 from counterpoint.consent.service import ConsentService
 from counterpoint.errors import ConflictError, ValidationFailedError
+from counterpoint.event.canonical import Action, ActorType, Channel, EventKind, LogEvent
+from counterpoint.event.log import EventLog
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.signing import (
     MAX_TOKEN_CHARS,
@@ -74,6 +77,12 @@ PREFERENCES_TTL = dt.timedelta(days=400)
 CONFIRM_PATH = "/consent/confirm"
 UNSUBSCRIBE_PATH = "/consent/unsubscribe"
 PREFERENCES_PATH = "/consent/preferences"
+
+
+_EVENT_CHANNEL: Mapping[ConsentChannel, Channel] = {
+    ConsentChannel.EMAIL: Channel.CAMPAIGN_EMAIL,
+    ConsentChannel.SMS: Channel.SMS,
+}
 
 
 def hash_wording(text: str) -> str:
@@ -169,6 +178,9 @@ class ConsentLinks:
         self._signer = signer
         self._base = base_url.rstrip("/")
         self._clock = clock
+
+    def now(self) -> dt.datetime:
+        return self._clock.now()
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> ConsentLinks:
@@ -437,8 +449,12 @@ class SelfService:
         contact: ContactService,
         preference_wording: str,
         preference_wording_version: str,
+        log: EventLog | None = None,
+        wake: Callable[[], object] | None = None,
     ) -> None:
         self.links = links
+        self._log = log
+        self._wake = wake
         self._sessions = sessions
         self._consents = consents
         self._profiles = profiles
@@ -580,7 +596,38 @@ class SelfService:
             markets=self._markets(ref, claims.channel, claims.market),
             dedupe_key=f"unsub:{claims.nonce}",
         )
+        if records:
+            self._unsubscribed(ref, claims.channel, f"unsub:{claims.nonce}", one_click=one_click)
         return claims, len(records)
+
+    def _unsubscribed(
+        self, ref: HcpRef, channel: ConsentChannel, key: str, *, one_click: bool = False
+    ) -> None:
+        """The ``unsubscribed`` delivery result in the event log (the withdrawal itself is
+        already in the ledger: the consent consumer skips events of this source)."""
+        if self._log is None or ref.subject is None:
+            return
+        now = self._clock_now()
+        event = LogEvent(
+            message_id=f"unsubscribed:{key}",
+            kind=EventKind.TRACK,
+            subject=ref.subject,
+            occurred_at=now,
+            received_at=now,
+            source=UNSUBSCRIBE_SOURCE,
+            channel=_EVENT_CHANNEL.get(channel),
+            action=Action.UNSUBSCRIBED,
+            event_name="Unsubscribed",
+            actor_type=ActorType.HCP,
+            market=ref.market,
+            payload={"properties": {"hcp_id": ref.id, "one_click": one_click}},
+        )
+        self._log.append([event])
+        if self._wake is not None:
+            self._wake()
+
+    def _clock_now(self) -> dt.datetime:
+        return self.links.now()
 
     # --- SMS keywords -----------------------------------------------------------------
     def sms_inbound(
@@ -613,6 +660,8 @@ class SelfService:
                 dedupe_key=key,
             )
             action = "withdrawn" if records else "duplicate"
+            if records:
+                self._unsubscribed(ref, ConsentChannel.SMS, key)
             return SmsOutcome(action, keyword, len(records), ref.id)
         if market is None:
             raise ValidationFailedError(

@@ -27,6 +27,7 @@ from counterpoint.event.canonical import Channel
 __all__ = [
     "CONSENT_EVENTS",
     "GRANT_STATES",
+    "UNSUBSCRIBE_SOURCE",
     "ConsentEventProblem",
     "ConsentEventSpec",
     "check_consent_event",
@@ -35,6 +36,11 @@ __all__ = [
     "read_consent_event",
     "read_purpose",
 ]
+
+UNSUBSCRIBE_SOURCE = "consent-links"
+"""The source of ``unsubscribed`` events written by the HCP's own pages and SMS keywords,
+after the withdrawal is in the ledger (ingestion never gives an event this source: write keys
+and import files have their own), so the consent consumer does not record it twice."""
 
 CONSENT_EVENTS: Final[Mapping[str, ConsentState]] = {
     "consent granted": ConsentState.GRANTED,
