@@ -131,8 +131,9 @@ def message_id(idempotency_key: str, sender: str) -> str:
     return f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]}@{domain}>"
 
 
-def build_email(message: OutboundMessage, default_sender: str, date: str) -> EmailMessage:
-    """The e-mail for ``message``; PermanentDeliveryError when it cannot be built."""
+def recipient_of(message: OutboundMessage) -> str:
+    """The envelope recipient; PermanentDeliveryError (a hard bounce when an address was
+    given but cannot be one) otherwise."""
     address = (message.address or "").strip()
     problem = _address_problem(address)
     if problem:
@@ -141,6 +142,12 @@ def build_email(message: OutboundMessage, default_sender: str, date: str) -> Ema
             code="no_address" if not address else "invalid_address",
             hard_bounce=bool(address),
         )
+    return address
+
+
+def build_email(message: OutboundMessage, default_sender: str, date: str) -> EmailMessage:
+    """The e-mail for ``message``; PermanentDeliveryError when it cannot be built."""
+    address = recipient_of(message)
     sender = message.sender or default_sender
     email = EmailMessage(policy=_BUILD_POLICY)
     try:
@@ -196,14 +203,7 @@ def email_bytes(message: OutboundMessage, default_sender: str, date: str) -> tup
     and encoded (RFC 2047) when not ASCII, both parts quoted-printable UTF-8. Addresses that
     are not ASCII need SMTPUTF8 and take ``build_email``.
     """
-    address = (message.address or "").strip()
-    problem = _address_problem(address)
-    if problem:
-        raise PermanentDeliveryError(
-            problem,
-            code="no_address" if not address else "invalid_address",
-            hard_bounce=bool(address),
-        )
+    address = recipient_of(message)
     sender = message.sender or default_sender
     name, sender_address = parseaddr(_line(sender, "sender"))
     if not (address.isascii() and sender_address.isascii()) or not sender_address:
