@@ -17,6 +17,7 @@ from counterpoint.content.catalog import ContentCatalog
 from counterpoint.content.eligible_service import EligibleContent
 from counterpoint.content.service import ContentService
 from counterpoint.delivery.compose import Composer
+from counterpoint.delivery.receipts import DeliveryReceipts
 from counterpoint.delivery.routing import Routes, load_routes
 from counterpoint.delivery.service import DeliveryService
 from counterpoint.delivery.tracking import TrackingLinks
@@ -79,6 +80,7 @@ class Container:
     tracking: TrackingLinks = field(init=False)
     delivery: DeliveryService = field(init=False)
     delivery_worker: DeliveryWorker = field(init=False)
+    receipts: DeliveryReceipts = field(init=False)
 
     consumers: list[LogConsumer] = field(default_factory=list)
     """Consumers of the log besides the profile projector (which runs first)."""
@@ -235,4 +237,7 @@ def _delivery(built: Container) -> None:
         clock,
         composer,
         wake=built.delivery_worker.wake,
+    )
+    built.receipts = DeliveryReceipts(
+        sessions, built.profiles, built.log, clock, wake=built.wake_consumers
     )

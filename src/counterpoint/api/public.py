@@ -32,12 +32,14 @@ from counterpoint.consent.links import (
 )
 from counterpoint.consent.service import record_dict
 from counterpoint.container import Container
+from counterpoint.delivery.receipts import ReceiptStatus
 from counterpoint.errors import (
     CounterpointError,
     PayloadTooLargeError,
     UnauthorizedError,
     ValidationFailedError,
 )
+from counterpoint.event.canonical import Channel
 from counterpoint.policy.access import Principal, Resource, Verb
 from counterpoint.web import PAGE_HEADERS, render
 
@@ -375,10 +377,9 @@ def _check_signature(secret: str | None, body: bytes, header: str | None) -> Non
         )
 
 
-@hooks.post("/sms/inbound")
-async def sms_inbound(request: Request, container: Services) -> dict[str, Any]:
-    """An inbound SMS from the gateway. STOP (and the other opt-out keywords) withdraws SMS
-    consent for every purpose; other texts are acknowledged and ignored."""
+async def signed_sms_body(request: Request, container: Container) -> bytes:
+    """The raw body of a call from the SMS gateway, bounded in size and checked against the
+    shared secret (``COUNTERPOINT_SMS_WEBHOOK_SECRET``, HMAC-SHA256)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_SMS_BYTES:
         raise PayloadTooLargeError(
@@ -393,6 +394,14 @@ async def sms_inbound(request: Request, container: Services) -> dict[str, Any]:
     _check_signature(
         secret.get_secret_value() if secret else None, body, request.headers.get(SIGNATURE_HEADER)
     )
+    return body
+
+
+@hooks.post("/sms/inbound")
+async def sms_inbound(request: Request, container: Services) -> dict[str, Any]:
+    """An inbound SMS from the gateway. STOP (and the other opt-out keywords) withdraws SMS
+    consent for every purpose; other texts are acknowledged and ignored."""
+    body = await signed_sms_body(request, container)
     try:
         message = SmsInbound.model_validate_json(body)
     except ValidationError as exc:
@@ -414,6 +423,50 @@ async def sms_inbound(request: Request, container: Services) -> dict[str, Any]:
         "status": "ok",
         "action": outcome.action,
         "keyword": outcome.keyword,
+        "recorded": outcome.recorded,
+    }
+
+
+class SmsStatus(BaseModel):
+    id: str = Field(min_length=1, max_length=300, description="the gateway's message id")
+    status: ReceiptStatus
+    error: str | None = Field(None, max_length=64, description="e.g. invalid_number")
+    at: dt.datetime | None = None
+
+
+@hooks.post("/sms/status")
+async def sms_status(request: Request, container: Services) -> dict[str, Any]:
+    """A delivery receipt from the SMS gateway for a message it accepted: ``delivered``, or
+    ``failed`` / ``undeliverable`` (a bounce; hard when the number is bad, which suppresses
+    SMS for the HCP). Signed like inbound SMS; docs/channels.md documents the body."""
+    body = await signed_sms_body(request, container)
+    try:
+        receipt = SmsStatus.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ValidationFailedError(
+            f"{where}: {first['msg']}",
+            field=where,
+            fix='send JSON {"id", "status": "delivered" | "failed" | "undeliverable", "error"}',
+        ) from None
+    if receipt.at is not None and receipt.at.tzinfo is None:
+        raise ValidationFailedError(
+            "at needs a time zone", field="at", fix="e.g. 2026-11-23T12:00:00Z"
+        )
+    outcome = await _run(
+        container.receipts.record,
+        receipt.id,
+        receipt.status,
+        channel=Channel.SMS,
+        error=receipt.error,
+        at=receipt.at,
+    )
+    return {
+        "status": "ok",
+        "outbox_id": outcome.outbox_id,
+        "event": outcome.event,
+        "bounce_type": outcome.bounce_type,
         "recorded": outcome.recorded,
     }
 

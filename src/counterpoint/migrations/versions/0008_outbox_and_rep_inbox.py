@@ -56,6 +56,9 @@ def upgrade() -> None:
         "ix_outbox_entry_due", "outbox_entry", ["status", "next_attempt_at"], unique=False
     )
     op.create_index(op.f("ix_outbox_entry_hcp_id"), "outbox_entry", ["hcp_id"], unique=False)
+    op.create_index(
+        op.f("ix_outbox_entry_provider_id"), "outbox_entry", ["provider_id"], unique=False
+    )
     op.create_table(
         "rep_inbox_item",
         sa.Column("id", sa.String(length=200), nullable=False),
@@ -89,6 +92,7 @@ def downgrade() -> None:
     op.drop_index("ix_rep_inbox_item_inbox", table_name="rep_inbox_item")
     op.drop_index(op.f("ix_rep_inbox_item_hcp_id"), table_name="rep_inbox_item")
     op.drop_table("rep_inbox_item")
+    op.drop_index(op.f("ix_outbox_entry_provider_id"), table_name="outbox_entry")
     op.drop_index(op.f("ix_outbox_entry_hcp_id"), table_name="outbox_entry")
     op.drop_index("ix_outbox_entry_due", table_name="outbox_entry")
     op.drop_index(op.f("ix_outbox_entry_content_id"), table_name="outbox_entry")
