@@ -206,7 +206,12 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         ]
     )
     wakers.extend(c.wake for c in built.consumers)
-    _delivery(built)
+    try:
+        _delivery(built)
+    except BaseException:  # a bad channels document: close what is open, then report it
+        log.close()
+        engine.dispose()
+        raise
     return built
 
 

@@ -24,7 +24,7 @@ from counterpoint.kit.clock import Clock
 from counterpoint.policy.access import Principal, Resource, Role, Verb, is_allowed, within_brands
 from counterpoint.policy.guard import Candidate, Decision, HcpFacts, Refusal
 from counterpoint.policy.guard_service import CheckRequest, GuardService
-from counterpoint.profile.service import HcpRef, ProfileService
+from counterpoint.profile.service import HcpRef, ProfileService, no_such_hcp
 
 __all__ = [
     "EligibleContent",
@@ -118,11 +118,7 @@ class EligibleContent:
         """The HCP in the caller's scope; absent and out of scope read alike (no existence
         leak). Roles that may not read HCPs (MLR reviewers) see none: eligibility would reveal
         that the HCP exists and what it consented to."""
-        absent = NotFoundError(
-            f"no HCP {hcp_id[:100]!r} in your scope",
-            field="hcp_id",
-            fix="HCPs outside your markets or territories are not shown",
-        )
+        absent = no_such_hcp(hcp_id)
         if principal is not None and not is_allowed(principal.role, Resource.HCP, Verb.READ):
             raise absent
         try:

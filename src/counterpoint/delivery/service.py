@@ -10,7 +10,6 @@ view: what is waiting, what failed and why, and putting a dead letter back in li
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from counterpoint.delivery.retry import Status
 from counterpoint.errors import ConflictError, NotFoundError, ValidationFailedError
 from counterpoint.event.canonical import Channel
 from counterpoint.kit.clock import Clock
+from counterpoint.kit.ids import new_id
 from counterpoint.policy.access import TERRITORY_ROLES, Principal
 from counterpoint.policy.audit import Actor, AuditTrail, require_reason
 from counterpoint.policy.guard_service import CheckRequest, GuardService
@@ -159,12 +159,7 @@ class DeliveryService:
                         "details": [r.detail for r in decision.refusals],
                     }
                 )
-        request_key = (
-            request.request_key
-            or hashlib.sha256(
-                f"{now.isoformat()}:{requested_by}:{content_id}".encode()
-            ).hexdigest()[:24]
-        )
+        request_key = request.request_key or new_id("req")  # no key: a request of its own
         with self._sessions.begin() as session:
             for hcp_id in allowed:
                 key = f"send:{request_key}:{content_id}:{request.channel.value}:{hcp_id}"
@@ -229,7 +224,7 @@ class DeliveryService:
     ) -> dict[str, Any]:
         """The asset rendered for one HCP as it would be sent now (no tracking links), and
         whether the guard would allow sending it."""
-        ref = self._profiles.resolve(hcp_id, viewer=principal)
+        ref = self._profiles.resolve(hcp_id, viewer=principal)  # absent, out of scope: alike
         now = self._clock.now()
         with self._sessions() as session:
             item = self._content(session, content)

@@ -42,6 +42,7 @@ __all__ = [
     "ProfileService",
     "Recipient",
     "SegmentFilter",
+    "no_such_hcp",
     "redact_medical",
 ]
 
@@ -134,6 +135,17 @@ class SegmentFilter:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+def no_such_hcp(hcp_id: str) -> NotFoundError:
+    """The one answer for an id that does not exist and for one outside the caller's scope,
+    so that the answer never tells which."""
+    return NotFoundError(
+        f"no HCP {hcp_id[:100]!r} in your scope",
+        field="hcp_id",
+        fix="look it up by identifier (?identifier=npi:…); HCPs outside your markets or "
+        "territories are not shown",
+    )
 
 
 def redact_medical(item: StoredEvent) -> StoredEvent:
@@ -281,11 +293,7 @@ class ProfileService:
         if row is None or row.merged_into is not None:
             return self.resolve(hcp_id, viewer=viewer)
         if viewer is not None and not can_see_hcp(viewer, row.market, [row.territory]):
-            raise NotFoundError(
-                f"no HCP {hcp_id!r} in your scope",
-                field="hcp_id",
-                fix="HCPs outside your markets or territories are not shown",
-            )
+            raise no_such_hcp(hcp_id)
         keys = sorted({r.key for r in rows if r.key is not None})
         aliases = {r.alias for r in rows if r.alias is not None}
         frontier = sorted(aliases)  # ids merged into those (merges of merges): rare
@@ -406,11 +414,7 @@ class ProfileService:
     def _check_scope(profile: Hcp, hcp_id: str, viewer: Principal | None) -> None:
         """Out of the viewer's markets or territories reads as absent (no existence leak)."""
         if viewer is not None and not can_see_hcp(viewer, profile.market, [profile.territory]):
-            raise NotFoundError(
-                f"no HCP {hcp_id!r} in your scope",
-                field="hcp_id",
-                fix="HCPs outside your markets or territories are not shown",
-            )
+            raise no_such_hcp(hcp_id)
 
     def _live(self, repo: ProfileRepository, hcp_id: str) -> Hcp:
         """The current profile for an id, following merges, and ids issued before a rebuild
@@ -427,11 +431,7 @@ class ProfileService:
             profile = repo.get_profile(profile.merged_into)
         if profile is None:
             self._refuse_erased(f"hcp:{hcp_id}", "this HCP id", "hcp_id")
-            raise NotFoundError(
-                f"no HCP {hcp_id!r}",
-                field="hcp_id",
-                fix="look it up by identifier: ?identifier=npi:…",
-            )
+            raise no_such_hcp(hcp_id)
         return profile
 
     def get_hcp(self, hcp_id: str, *, viewer: Principal | None = None) -> dict[str, Any]:
