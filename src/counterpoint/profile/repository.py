@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -31,7 +31,40 @@ from counterpoint.profile.models import (
     ProfileOrigin,
 )
 
-__all__ = ["DERIVED_TABLES", "ProfileRepository", "to_identifier"]
+__all__ = ["DERIVED_TABLES", "ProfileRepository", "ProfileRow", "to_identifier"]
+
+
+class ProfileRow(Protocol):
+    """The columns of an HCP that bulk readers use (a plain row, not an ORM object: bulk
+    reads of thousands of profiles stay cheap)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def market(self) -> str | None: ...
+    @property
+    def territory(self) -> str | None: ...
+    @property
+    def time_zone(self) -> str | None: ...
+    @property
+    def preferred_language(self) -> str | None: ...
+    @property
+    def merged_into(self) -> str | None: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def specialty(self) -> str | None: ...
+    @property
+    def persona(self) -> str | None: ...
+    @property
+    def synthetic(self) -> bool: ...
+
 
 _IN_BATCH = 500
 
@@ -47,6 +80,13 @@ DERIVED_TABLES = (
     Hcp,
 )
 """Rebuilt from the event log by replay (children first). Separations and HCOs are not."""
+
+
+_PROFILE_ROWS = select(
+    Hcp.id, Hcp.kind, Hcp.market, Hcp.territory, Hcp.time_zone, Hcp.preferred_language,
+    Hcp.merged_into, Hcp.first_name, Hcp.last_name, Hcp.title, Hcp.specialty, Hcp.persona,
+    Hcp.synthetic,
+)  # fmt: skip
 
 
 def to_identifier(key: str) -> Identifier:
@@ -125,15 +165,14 @@ class ProfileRepository:
         return found
 
     # --- bulk resolution (the guard and other batch readers) ----------------------------
-    def profiles_by_id(self, ids: Iterable[str]) -> dict[str, Hcp]:
-        found: dict[str, Hcp] = {}
+    def profiles_by_id(self, ids: Iterable[str]) -> dict[str, ProfileRow]:
+        found: dict[str, ProfileRow] = {}
         for part in _batches(ids):
-            found.update(
-                {h.id: h for h in self.session.scalars(select(Hcp).where(Hcp.id.in_(part)))}
-            )
+            for row in self.session.execute(_PROFILE_ROWS.where(Hcp.id.in_(part))):
+                found[row.id] = cast(ProfileRow, row)
         return found
 
-    def profiles_by_origin(self, ids: Iterable[str]) -> dict[str, Hcp]:
+    def profiles_by_origin(self, ids: Iterable[str]) -> dict[str, ProfileRow]:
         """Ids issued before a rebuild → the profile now holding the identifier each was
         made for."""
         origin: dict[str, str] = {}
@@ -155,7 +194,7 @@ class ProfileRepository:
             if key in holder and holder[key] in current
         }
 
-    def follow_merges(self, rows: dict[str, Hcp]) -> dict[str, Hcp]:
+    def follow_merges(self, rows: dict[str, ProfileRow]) -> dict[str, ProfileRow]:
         """Each requested id's profile, followed along ``merged_into`` to the live one."""
         live = dict(rows)
         seen = {k: {k} for k in live}
