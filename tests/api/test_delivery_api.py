@@ -23,6 +23,7 @@ from counterpoint.delivery.models import OutboxEntry
 
 SENDS = "/api/v1/sends"
 OUTBOX = "/api/v1/outbox"
+REP_BODY = {"subject": "{{ rep.name }} schreibt", "text": "{{ rep.signature }}"}
 BODY = {
     "subject": "{{ hcp.salutation }} {{ hcp.last_name }}, Neues zu Zentrova",
     "text": "{{ hcp.salutation }} {{ hcp.last_name }},\nmehr: https://pharma.example/zen\n"
@@ -278,9 +279,11 @@ def test_preview_outside_the_reps_scope_is_not_found(
 
 
 def _dead_letter(client: TestClient, container: Container, ops: dict[str, str], asset: str) -> str:
-    """An HCP without an e-mail address: the send is queued, delivery fails for good."""
-    target = hcp(container, 1, None)
-    report = _post(client, ops, content=asset, channel="campaign_email", hcp_ids=[target])
+    """Content that needs the sending rep's details, sent by operations: it is queued, and
+    delivery fails for good (the template cannot be filled)."""
+    add_items(container, content_row("ZEN-DE-EM-REP", body=REP_BODY))
+    target = hcp(container, 1, "a.muster@praxis.example")
+    report = _post(client, ops, content="ZEN-DE-EM-REP", channel="campaign_email", hcp_ids=[target])
     assert container.delivery_worker.drain().dead == 1
     outbox_id: str = report["queued"][0]["outbox_id"]
     return outbox_id
@@ -296,8 +299,8 @@ def test_the_outbox_lists_dead_letters_with_reasons_and_refuses_a_bad_status(
     assert listed.status_code == 200, listed.text
     page = listed.json()
     assert [i["id"] for i in page["items"]] == [dead]
-    assert page["items"][0]["error_code"] == "no_address"
-    assert "no e-mail address" in page["items"][0]["last_error"]
+    assert page["items"][0]["error_code"] == "template"
+    assert "cannot be rendered" in page["items"][0]["last_error"]
     assert page["counts"] == {"dead": 1, "pending": 1}
     every = client.get(OUTBOX, headers=ops).json()["items"]
     assert {i["status"] for i in every} == {"dead", "pending"}
@@ -321,12 +324,12 @@ def test_a_dead_letter_is_replayed_with_a_reason_and_audited(
     assert _audit(container, "outbox.replay") == []
     assert _outbox(container)[0].status == "dead"  # unchanged by the refused calls
 
-    replayed = client.post(url, json={"reason": "address added to the record"}, headers=ops)
+    replayed = client.post(url, json={"reason": "the template was corrected"}, headers=ops)
     assert replayed.status_code == 200, replayed.text
     assert (replayed.json()["status"], replayed.json()["attempts"]) == ("pending", 0)
     [record] = _audit(container, "outbox.replay")
     assert (record.actor, record.object_id) == ("ops", dead)
-    assert record.reason == "address added to the record"
+    assert record.reason == "the template was corrected"
     assert (record.before["status"], record.after["status"]) == ("dead", "pending")
 
     again = client.post(url, json={"reason": "once more"}, headers=ops)

@@ -365,15 +365,32 @@ def test_a_hard_bounce_is_a_dead_letter_and_suppresses_the_address(
     assert "suppressed" in again["refused"][0]["reasons"]
 
 
-def test_permanent_problems_of_the_message_itself_are_dead_letters(
+def test_an_hcp_without_an_address_is_refused_when_asked_not_queued(
     container: Container, receiver: Receiver
 ) -> None:
     hcp = _hcp(container, "1234567893", email=None)
-    _send(container, approved_asset(container), hcp)
+    report = _send(container, approved_asset(container), hcp)
+    assert report["counts"] == {"queued": 0, "already_queued": 0, "refused": 1}
+    assert report["refused"][0]["reasons"] == ["no_address"]
+    assert _entries(container) == []
+
+
+def test_permanent_problems_of_the_message_itself_are_dead_letters(
+    container: Container, receiver: Receiver
+) -> None:
+    hcp = _hcp(container, "1234567893")
+    # an automated send of content that needs a rep: the template cannot be filled
+    asset = approved_asset(
+        container,
+        body={"subject": "{{ rep.name }} writes", "text": "{{ rep.signature }}", "html": None},
+    )
+    _send(container, asset, hcp)
     done = container.delivery_worker.drain()
     assert (done.dead, len(receiver.got)) == (1, 0)
     [entry] = _entries(container)
-    assert entry.error_code == "no_address"
+    assert entry.error_code == "template"
+    assert entry.last_error is not None
+    assert "rep" in entry.last_error
 
 
 def _crash_mid_send(container: Container) -> None:

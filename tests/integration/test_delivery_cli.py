@@ -129,23 +129,28 @@ def _hcp(built: Container, n: int, email: str | None, territory: str = "T1") -> 
     return hcp_id
 
 
-def _asset(built: Container) -> None:
+REP_CODE = "ZEN-DE-EM-REP"
+"""An approved e-mail that needs the sending rep's details (an automated send cannot fill
+it: a dead letter)."""
+
+
+def _asset(built: Container, code: str = CODE, body: dict[str, str] | None = None) -> None:
     """An approved e-mail, valid around the real now, written as the library leaves it."""
     now = built.clock.now()
     with built.sessions.begin() as session:
         session.add(
             ContentItem(
-                id="cnt_zen_de_em_cli", code=CODE, kind="asset", asset_type="campaign_email",
+                id=f"cnt_{code.lower()}", code=code, kind="asset", asset_type="campaign_email",
                 title="Zentrova news (synthetic)", brand="ZENTROVA", function="promotional",
                 markets=["DE"], languages=["de"], channels=["campaign_email", "rep_email"],
                 claims=[], minutes=2.0, fragment_codes=[], version=1, content_hash="0" * 64,
-                body={
+                body=body or {
                     "subject": "{{ hcp.salutation }} {{ hcp.last_name }}, Neues zu Zentrova",
                     "text": "Neue Daten.\nAbmelden: {{ links.unsubscribe }}",
                 },
                 state="approved", author_id="usr_author", author="author",
                 created_at=now - dt.timedelta(days=3), updated_at=now - dt.timedelta(days=3),
-                job_code=f"JOB-{CODE}", approval_markets=["DE"],
+                job_code=f"JOB-{code}", approval_markets=["DE"],
                 approval_channels=["campaign_email", "rep_email"],
                 valid_from=now - dt.timedelta(days=2), valid_until=now + dt.timedelta(days=60),
                 approved_at=now - dt.timedelta(days=2), approved_hash="1" * 64, synthetic=True,
@@ -172,6 +177,7 @@ def cli(settings: Settings) -> Cli:
             "t2": _hcp(built, 3, "c.beispiel@klinik.example", territory="T2"),
         }
         _asset(built)
+        _asset(built, REP_CODE, {"subject": "{{ rep.name }}", "text": "{{ rep.signature }}"})
     finally:
         built.close()
     built_cli.ok("users", "create", "rep-anna", "--role", "sales_rep", "--territory", "T1")
@@ -181,7 +187,7 @@ def cli(settings: Settings) -> Cli:
 def test_send_now_writes_the_message_to_the_console_file(cli: Cli) -> None:
     target = cli.hcps["a"]
     out = cli.ok("send", CODE, "--channel", "campaign_email", "--hcp", target, "--now")
-    assert "1 queued, 0 already queued, 0 refused by the guard" in out
+    assert "1 queued, 0 already queued, 0 refused" in out
     assert "delivered: 1 sent, 0 refused at delivery, 0 to retry, 0 dead letters" in out
     [line] = cli.console_lines()
     assert (line["adapter"], line["channel"], line["hcp_id"]) == (
@@ -213,7 +219,7 @@ def test_send_as_a_user_acts_with_that_users_role_and_territory(cli: Cli) -> Non
         "send", CODE, "--channel", "rep_email", "--hcp", mine, "--hcp", theirs,
         "--as", "rep-anna", "--now",
     )  # fmt: skip
-    assert "1 queued, 0 already queued, 1 refused by the guard" in out
+    assert "1 queued, 0 already queued, 1 refused" in out
     assert f"{theirs}: unknown_hcp" in out
     [line] = cli.console_lines()
     assert (line["hcp_id"], line["channel"]) == (mine, "rep_email")
@@ -246,12 +252,20 @@ def test_send_without_recipients_or_with_a_bad_channel_is_a_clear_error(cli: Cli
     assert "1 queued" in segment
 
 
-def test_dead_letters_are_listed_replayed_and_cancelled(cli: Cli) -> None:
+def test_an_hcp_without_an_address_is_refused_at_once(cli: Cli) -> None:
     target = cli.hcps["no-address"]
     out = cli.ok("send", CODE, "--channel", "campaign_email", "--hcp", target, "--now")
+    assert "0 queued, 0 already queued, 1 refused" in out
+    assert "no_address" in out
+    assert "empty" in cli.ok("outbox", "list")
+
+
+def test_dead_letters_are_listed_replayed_and_cancelled(cli: Cli) -> None:
+    target = cli.hcps["a"]
+    out = cli.ok("send", REP_CODE, "--channel", "campaign_email", "--hcp", target, "--now")
     assert "1 dead letters" in out
     dead = cli.ok("outbox", "list", "--status", "dead")
-    assert "no_address" in dead
+    assert "template" in dead
     assert "dead: 1" in dead
     built = cli.open()
     try:

@@ -187,7 +187,7 @@ def _print_demo_content(content: DemoContent, base: str, token: str) -> None:
         console.print(f"    {name}: {password}", soft_wrap=True)
     console.print(
         f"  first campaign send ({FIRST_SEND}): {content.queued} queued, {content.refused} "
-        "refused by the guard; the server delivers them to the console adapter "
+        "refused; the server delivers them to the console adapter "
         "(.counterpoint/outbox/console.jsonl)"
     )
     console.print(

@@ -84,7 +84,7 @@ def send(
         out = console()
         out.print(
             f"{len(report.queued)} queued, {len(report.already_queued)} already queued, "
-            f"{len(report.refused)} refused by the guard"
+            f"{len(report.refused)} refused (the guard, or no address on the channel)"
         )
         for r in report.refused[:20]:
             out.print(f"  {r['hcp_id']}: {', '.join(r['reasons'])} ({'; '.join(r['details'])})")

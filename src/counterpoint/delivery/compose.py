@@ -265,6 +265,26 @@ class Composer:
             return Rendered(None, rendered.text, None)
         return rendered
 
+    def address_problems(
+        self, hcp_ids: Sequence[str], channel: Channel
+    ) -> dict[str, PermanentDeliveryError]:
+        """HCPs that cannot be reached on ``channel`` (no e-mail address, phone number or
+        postal address), with why: a send can say so at once instead of a dead letter."""
+        if not (channel in _EMAIL or channel in _PHONE or channel is Channel.DIRECT_MAIL):
+            return {}
+        recipients = self._profiles.recipients(hcp_ids)
+        out: dict[str, PermanentDeliveryError] = {}
+        for hcp_id in hcp_ids:
+            recipient = recipients.get(hcp_id)
+            if recipient is None:
+                out[hcp_id] = PermanentDeliveryError("the HCP is unknown", code="no_hcp")
+                continue
+            try:
+                self._address(channel, recipient)
+            except PermanentDeliveryError as exc:
+                out[hcp_id] = exc
+        return out
+
     @staticmethod
     def _address(channel: Channel, recipient: Recipient) -> str | None:
         if channel in _EMAIL:

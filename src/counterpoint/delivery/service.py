@@ -159,6 +159,13 @@ class DeliveryService:
                         "details": [r.detail for r in decision.refusals],
                     }
                 )
+        unreachable = self._composer.address_problems(allowed, request.channel)
+        for hcp_id, problem in unreachable.items():
+            report.refused.append(
+                {"hcp_id": hcp_id, "reasons": [problem.code or "no_address"],
+                 "details": [problem.reason]}
+            )  # fmt: skip
+        allowed = [h for h in allowed if h not in unreachable]
         request_key = request.request_key or new_id("req")  # no key: a request of its own
         with self._sessions.begin() as session:
             for hcp_id in allowed:
