@@ -26,7 +26,7 @@ import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -84,7 +84,6 @@ class PassReport:
     deferred: int = 0
     dead: int = 0
     recovered: int = 0
-    by_status: dict[str, int] = field(default_factory=dict)
 
     def add(self, other: PassReport) -> None:
         for name in ("claimed", "sent", "refused", "retrying", "deferred", "dead", "recovered"):
@@ -207,11 +206,14 @@ class DeliveryWorker:
     def _recover(self) -> int:
         now = self._clock.now()
         with self._sessions.begin() as session:
-            stale = session.scalars(
+            query = (
                 select(OutboxEntry)
                 .where(OutboxEntry.status == Status.SENDING.value, OutboxEntry.lease_until < now)
                 .limit(1000)
-            ).all()
+            )
+            if self._postgres:  # one recovering worker per entry
+                query = query.with_for_update(skip_locked=True)
+            stale = session.scalars(query).all()
             for entry in stale:
                 try:
                     idempotent = self._routes.idempotent(Channel(entry.channel))
