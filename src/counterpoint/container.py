@@ -33,6 +33,7 @@ from counterpoint.event.service import IngestService
 from counterpoint.kit import migrate
 from counterpoint.kit.clock import Clock, SystemClock
 from counterpoint.kit.db import make_engine, make_sessionmaker
+from counterpoint.kit.periodic import Periodic
 from counterpoint.policy.audit import AuditTrail
 from counterpoint.policy.contact_service import ContactService
 from counterpoint.policy.guard_service import GuardService
@@ -81,6 +82,8 @@ class Container:
     delivery: DeliveryService = field(init=False)
     delivery_worker: DeliveryWorker = field(init=False)
     receipts: DeliveryReceipts = field(init=False)
+    housekeeping: list[Periodic] = field(default_factory=list)
+    """Jobs run every few seconds beside the workers (content expiry)."""
 
     consumers: list[LogConsumer] = field(default_factory=list)
     """Consumers of the log besides the profile projector (which runs first)."""
@@ -107,8 +110,12 @@ class Container:
             self.wake_consumers()
         if self.settings.run_delivery:
             self.delivery_worker.start()
+            for job in self.housekeeping:
+                job.start()
 
     def close(self) -> None:
+        for job in self.housekeeping:
+            job.stop()
         self.delivery_worker.stop()
         self.committer.stop()
         self.projector.stop()
@@ -243,6 +250,8 @@ def _delivery(built: Container) -> None:
         composer,
         wake=built.delivery_worker.wake,
     )
+    # approved content past its valid-until shows as expired (the guard refuses it anyway)
+    built.housekeeping.append(Periodic("content-expiry", 60.0, built.content.expire_due))
     built.receipts = DeliveryReceipts(
         sessions, built.profiles, built.log, clock, wake=built.wake_consumers
     )

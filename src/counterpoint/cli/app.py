@@ -118,12 +118,15 @@ def worker(
     poll: Annotated[float, typer.Option(help="Seconds between looks at the log.")] = 0.2,
 ) -> None:
     """Apply the event log to every consumer continuously (for API processes run without
-    consumers): profiles, consent, touches; and deliver the outbox."""
+    consumers): profiles, consent, touches; deliver the outbox; expire content past its
+    valid-until."""
     import time
 
     with container() as built:
         console.print("applying the event log and delivering the outbox; stop with Ctrl-C")
         built.delivery_worker.start()
+        for job in built.housekeeping:
+            job.start()
         try:
             while True:
                 if not built.catch_up():
