@@ -23,7 +23,13 @@ from counterpoint.content.schemas import (
     check_templates,
     metadata_of,
 )
-from counterpoint.content.workflow import FINAL_STATES, ApprovalTerms, ContentState, content_hash
+from counterpoint.content.workflow import (
+    FINAL_STATES,
+    HASHED_FIELDS,
+    ApprovalTerms,
+    ContentState,
+    content_hash,
+)
 from counterpoint.errors import ValidationFailedError
 from counterpoint.event.canonical import Channel
 from counterpoint.kit.clock import utc
@@ -61,24 +67,13 @@ def problem_fields(problems: Sequence[tuple[str, str, str]]) -> str:
     return "; ".join(f"{field} {reason}" for field, reason, _ in problems)
 
 
+_NOT_METADATA = frozenset({"minutes", "parent", "body"})
+
+
 def metadata_fields() -> tuple[str, ...]:
-    """Columns that hold the document's metadata under the same name."""
-    return (
-        "kind",
-        "asset_type",
-        "code",
-        "title",
-        "brand",
-        "therapeutic_area",
-        "topics",
-        "journey_stage",
-        "function",
-        "markets",
-        "languages",
-        "channels",
-        "claims",
-        "persona",
-    )
+    """Columns that hold the document's metadata under the same name: the hashed fields but
+    the body, the minutes and the parent (stored as ``body``, ``minutes``, ``parent_id``)."""
+    return tuple(f for f in HASHED_FIELDS if f not in _NOT_METADATA)
 
 
 def parent_code(document: Document) -> str | None:
