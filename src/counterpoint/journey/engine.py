@@ -284,7 +284,12 @@ def next_wake(until: WaitUntil, now: dt.datetime, time_zone: str) -> dt.datetime
 
 
 def _key(state: Enrollment, node: Node) -> str:
-    return f"journey:{state.journey}:{state.version}:{state.id}:{node.id}:{state.visits}"
+    """The enrollment, the node and the visit: unique per contact, the same on a replay.
+    Long ids are hashed to fit the outbox's 200 characters."""
+    key = f"journey:{state.id}:{node.id}:{state.visits}"
+    if len(key) <= 200:
+        return key
+    return "journey:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def advance(
