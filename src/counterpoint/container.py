@@ -43,6 +43,8 @@ from counterpoint.privacy.service import ErasureIndex, PrivacyService
 from counterpoint.profile.projector import ProfileProjector
 from counterpoint.profile.records import specialty_codes
 from counterpoint.profile.service import ProfileService
+from counterpoint.segment.facts import SegmentFacts
+from counterpoint.segment.service import SegmentService
 from counterpoint.settings import Deployment, Settings
 from counterpoint.transparency.service import TransferService
 
@@ -82,6 +84,7 @@ class Container:
     delivery: DeliveryService = field(init=False)
     delivery_worker: DeliveryWorker = field(init=False)
     receipts: DeliveryReceipts = field(init=False)
+    segments: SegmentService = field(init=False)
     housekeeping: list[Periodic] = field(default_factory=list)
     """Jobs run every few seconds beside the workers (content expiry)."""
 
@@ -121,6 +124,7 @@ class Container:
         self.projector.stop()
         for consumer in self.consumers:
             consumer.stop()
+        self.segments.bulk.close()
         self.log.close()
         self.engine.dispose()
 
@@ -213,6 +217,18 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         ]
     )
     wakers.extend(c.wake for c in built.consumers)
+    built.segments = SegmentService(
+        sessions,
+        engine,
+        log,
+        profiles,
+        SegmentFacts(profiles, built.consents, log),
+        audit,
+        clock,
+        wake=built.wake_consumers,
+    )
+    # membership events committed but not yet in the log (after a crash) are appended
+    built.housekeeping.append(Periodic("segment-events", 30.0, built.segments.flush))
     try:
         _delivery(built)
     except BaseException:  # a bad channels document: close what is open, then report it

@@ -9,6 +9,7 @@ from counterpoint.policy import models as policy_models
 from counterpoint.policy import policy_models as contact_policy_models
 from counterpoint.privacy import models as privacy_models  # noqa: F401
 from counterpoint.profile import models as profile_models
+from counterpoint.segment import models as segment_models  # noqa: F401
 from counterpoint.transparency import models as transparency_models  # noqa: F401
 
 __all__ = [

@@ -22,6 +22,7 @@ from counterpoint.api import policy as policy_api
 from counterpoint.api import privacy as privacy_api
 from counterpoint.api import public as consent_pages
 from counterpoint.api import rep_inbox as rep_inbox_api
+from counterpoint.api import segments as segments_api
 from counterpoint.api import tracking as tracking_api
 from counterpoint.api import transfers as transfers_api
 from counterpoint.api.deps import Public
@@ -119,5 +120,6 @@ def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
     app.include_router(transfers_api.router)
     app.include_router(rep_inbox_api.router)
     app.include_router(delivery_api.router)
+    app.include_router(segments_api.router)
     app.include_router(tracking_api.router)  # open pixel, click redirect (signed links)
     return app

@@ -19,6 +19,7 @@ from counterpoint.cli import content as content_cli
 from counterpoint.cli import delivery as delivery_cli
 from counterpoint.cli import policy as policy_cli
 from counterpoint.cli import privacy as privacy_cli
+from counterpoint.cli import segment as segment_cli
 from counterpoint.cli import transfers as transfers_cli
 from counterpoint.cli.common import container, reset_consoles, settings
 from counterpoint.cli.demo_content import FIRST_SEND, DemoContent, prepare_content
@@ -62,6 +63,7 @@ app.add_typer(privacy_cli.app, name="privacy")
 app.add_typer(transfers_cli.app, name="transfers")
 app.add_typer(consent.app, name="consent")
 app.add_typer(content_cli.app, name="content")
+app.add_typer(segment_cli.app, name="segment")
 app.add_typer(policy_cli.policy_app, name="policy")
 app.add_typer(policy_cli.dnc_app, name="dnc")
 app.add_typer(policy_cli.guard_app, name="guard")

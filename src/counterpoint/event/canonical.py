@@ -83,6 +83,8 @@ class Action(enum.StrEnum):
     SHARED = "shared"
     DOWNLOADED = "downloaded"
     REFUSED = "refused"  # the guard refused a contact (payload: the reasons)
+    SEGMENT_ENTERED = "segment_entered"  # the HCP entered a segment (no channel; not a touch)
+    SEGMENT_LEFT = "segment_left"  # the HCP left a segment (no channel; not a touch)
 
 
 class ActorType(enum.StrEnum):

@@ -26,6 +26,7 @@ from counterpoint.event.log import (
     TimelineQuery,
 )
 from counterpoint.kit.clock import utc
+from counterpoint.segment.conditions import EventFilter, window_start
 
 __all__ = ["DuckDBEventLog"]
 
@@ -206,12 +207,19 @@ class DuckDBEventLog:
         if query.before is not None:
             where.append("(occurred_at < ? OR (occurred_at = ? AND seq < ?))")
             params += [query.before[0], query.before[0], query.before[1]]
+        if query.since is not None:
+            where.append("occurred_at > ?")
+            params.append(query.since)
         sql = (
             f"SELECT seq, {_COLS} FROM event_log WHERE {' AND '.join(where)} "
             "ORDER BY occurred_at DESC, seq DESC LIMIT ?"
         )
         rows = self._cursor().sql(sql, params=[*params, query.limit]).to_arrow_table().to_pylist()
         return [StoredEvent(seq=r["seq"], event=event_from_row(r)) for r in rows]
+
+    def count_by_subject(self, filters: Sequence[EventFilter], now: dt.datetime) -> pa.Table:
+        sql, params = count_by_subject_sql(filters, now)
+        return self._cursor().sql(sql, params=params).to_arrow_table()
 
     def quarantined(
         self, status: QuarantineStatus | None, after_id: int, limit: int
@@ -292,6 +300,41 @@ class DuckDBEventLog:
 
     def close(self) -> None:
         self._con.close()
+
+
+def _filter_sql(f: EventFilter, now: dt.datetime) -> tuple[str, list[Any]]:
+    """One filter as a boolean over an event row (the global WHERE already demands a channel
+    and an action, and ``occurred_at <= now``)."""
+    parts = ["occurred_at > ?"]
+    params: list[Any] = [window_start(now, f.within_days)]
+    for column in ("channel", "action", "brand", "content_id"):
+        values = getattr(f, column)
+        if values is not None:
+            parts.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            params += [str(v) for v in values]
+    if f.function is not None:
+        parts.append("function = ?")
+        params.append(f.function.value)
+    return " AND ".join(parts), params
+
+
+def count_by_subject_sql(filters: Sequence[EventFilter], now: dt.datetime) -> tuple[str, list[Any]]:
+    """``count_by_subject`` as one scan: a ``count(*) FILTER (WHERE …)`` per filter, over the
+    events of the longest window, grouped by subject. Values are bound (``?``), never
+    formatted into the text."""
+    columns: list[str] = []
+    params: list[Any] = []
+    for i, f in enumerate(filters):
+        condition, values = _filter_sql(f, now)
+        columns.append(f"count(*) FILTER (WHERE {condition}) AS c{i}")
+        params += values
+    longest = max((f.within_days for f in filters), default=1)
+    sql = (
+        f"SELECT subject{''.join(', ' + c for c in columns)} FROM event_log "
+        "WHERE occurred_at > ? AND occurred_at <= ? "
+        "AND channel IS NOT NULL AND action IS NOT NULL GROUP BY subject"
+    )
+    return sql, [*params, window_start(now, longest), now]
 
 
 def _quarantined(row: tuple[Any, ...]) -> QuarantinedEvent:

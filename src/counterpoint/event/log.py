@@ -11,11 +11,14 @@ import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 
 from counterpoint.event.canonical import LogEvent
+
+if TYPE_CHECKING:
+    from counterpoint.segment.conditions import EventFilter
 
 __all__ = [
     "AppendResult",
@@ -84,6 +87,8 @@ class TimelineQuery:
     before: tuple[dt.datetime, int] | None = None
     """Keyset cursor: only events strictly older than (occurred_at, seq)."""
     limit: int = 50
+    since: dt.datetime | None = None
+    """Only events with ``occurred_at > since`` (a look-back window, e.g. a segment's)."""
 
 
 class EventLog(Protocol):
@@ -124,6 +129,17 @@ class EventLog(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def count_by_subject(self, filters: Sequence[EventFilter], now: dt.datetime) -> pa.Table:
+        """Per subject, how many of its interactions match each filter (one scan).
+
+        Columns ``subject`` and ``c0`` … ``c{n-1}`` (int64), one per filter in order; only
+        subjects with at least one interaction in the longest window appear. An event matches
+        a filter exactly as ``counterpoint.segment.conditions.matches`` says: channel and
+        action present, ``now - within_days < occurred_at <= now``, every given list matched
+        with ``IN``, the function equal. Segments evaluate in bulk from this.
+        """
+        ...
 
     def quarantined(
         self, status: QuarantineStatus | None, after_id: int, limit: int

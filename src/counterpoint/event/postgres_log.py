@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Engine, Table, delete, func, or_, select, text, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, delete, func, or_, select, text, update
 
 from counterpoint.event.arrow import LOG_SCHEMA, event_from_row, events_to_arrow
 from counterpoint.event.canonical import LOG_COLUMNS, LogEvent
@@ -26,6 +26,7 @@ from counterpoint.event.log import (
 )
 from counterpoint.event.models import EventLogRow, QuarantineRow
 from counterpoint.kit.clock import utc
+from counterpoint.segment.conditions import EventFilter, window_start
 
 __all__ = ["PostgresEventLog"]
 
@@ -144,10 +145,36 @@ class PostgresEventLog:
             stmt = stmt.where(
                 (_LOG.c.occurred_at < at) | ((_LOG.c.occurred_at == at) & (_LOG.c.seq < seq))
             )
+        if query.since is not None:
+            stmt = stmt.where(_LOG.c.occurred_at > query.since)
         stmt = stmt.order_by(_LOG.c.occurred_at.desc(), _LOG.c.seq.desc()).limit(query.limit)
         with self._engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [StoredEvent(seq=r["seq"], event=event_from_row(dict(r))) for r in rows]
+
+    def count_by_subject(self, filters: Sequence[EventFilter], now: dt.datetime) -> pa.Table:
+        """One scan, as in the embedded log: ``count(*) FILTER (WHERE …)`` per filter."""
+        counts = [
+            func.count().filter(_matches(f, now)).label(f"c{i}") for i, f in enumerate(filters)
+        ]
+        longest = max((f.within_days for f in filters), default=1)
+        stmt = (
+            select(_LOG.c.subject, *counts)
+            .where(
+                _LOG.c.occurred_at > window_start(now, longest),
+                _LOG.c.occurred_at <= now,
+                _LOG.c.channel.is_not(None),
+                _LOG.c.action.is_not(None),
+            )
+            .group_by(_LOG.c.subject)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        schema = pa.schema(
+            [("subject", pa.string()), *((f"c{i}", pa.int64()) for i in range(len(filters)))]
+        )
+        data = {name: [r[i] for r in rows] for i, name in enumerate(schema.names)}
+        return pa.Table.from_pydict(data, schema=schema)
 
     def quarantined(
         self, status: QuarantineStatus | None, after_id: int, limit: int
@@ -210,6 +237,19 @@ class PostgresEventLog:
 
     def close(self) -> None:
         """The engine belongs to the caller."""
+
+
+def _matches(f: EventFilter, now: dt.datetime) -> ColumnElement[bool]:
+    """One filter over an event row (the statement's WHERE demands channel, action and
+    ``occurred_at <= now``); values are bound parameters."""
+    parts: list[ColumnElement[bool]] = [_LOG.c.occurred_at > window_start(now, f.within_days)]
+    for column in ("channel", "action", "brand", "content_id"):
+        values = getattr(f, column)
+        if values is not None:
+            parts.append(_LOG.c[column].in_([str(v) for v in values]))
+    if f.function is not None:
+        parts.append(_LOG.c.function == f.function.value)
+    return and_(*parts)
 
 
 def _quarantined(row: Any) -> QuarantinedEvent:

@@ -64,6 +64,8 @@ class Resource(enum.StrEnum):
     SEND = "send"  # sending approved content to HCPs (the guard still decides each send)
     OUTBOX = "outbox"  # the delivery outbox and its dead letters
     REP_INBOX = "rep_inbox"  # a field user's own tasks and suggestions
+    SEGMENT = "segment"  # segment definitions, previews, counts and membership refreshes
+    JOURNEY = "journey"  # journey definitions: validate, publish, pause, resume, stop, move
 
 
 class Verb(enum.StrEnum):
@@ -140,6 +142,14 @@ _TABLE: dict[Resource, dict[Verb, frozenset[Role]]] = {
         Verb.WRITE: frozenset({R.ADMIN, R.MARKETING_OPS}),
     },
     Resource.REP_INBOX: {Verb.READ: _FIELD, Verb.WRITE: _FIELD},
+    Resource.SEGMENT: {
+        Verb.READ: COMMERCIAL_ROLES | {R.ADMIN},
+        Verb.WRITE: _HQ_COMMERCIAL | {R.ADMIN},
+    },
+    Resource.JOURNEY: {
+        Verb.READ: COMMERCIAL_ROLES | {R.ADMIN, R.MEDICAL_AFFAIRS},
+        Verb.WRITE: _HQ_COMMERCIAL | {R.ADMIN},
+    },
 }
 
 

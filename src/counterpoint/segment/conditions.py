@@ -18,7 +18,7 @@ all:                                   # every part holds (``any``: at least one
 
 The same tree is evaluated two ways that must agree (a property test holds them to it): for
 one HCP in Python (``evaluate``, as an event arrives) and for every HCP at once in SQL
-(``counterpoint.segment.sql``). Semantics, shared by both:
+(``counterpoint.segment.bulk``). Semantics, shared by both:
 
 * The population is every known HCP profile (not anonymous visitors, not merged away).
 * ``attribute``: a missing value (null, no adoption stage for the brand) makes every
