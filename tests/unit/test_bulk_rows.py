@@ -691,6 +691,7 @@ identifier_texts = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(texts=st.lists(identifier_texts, min_size=1, max_size=40))
+@example(texts=["email:0@..0", "0@..0", "a@b.", "a@.b", "x" * 250 + "@ab.cd"])  # labels, length
 def test_identifier_keys_agree(texts: list[str]) -> None:
     for column, rule, fast in (
         ("user_id", bulk._user_rule, bulk._user_fast),

@@ -117,9 +117,12 @@ _TEXT_FIELDS: Final = ("event", "brand", "content_id", "slide", "actor_id")
 # Python's \w, \s and str.lower agree with these classes.
 _NPI: Final = r"^(?:npi:)?[0-9]{10}$"
 _EMAIL_CHAR: Final = r"[!-?A-~]"  # printable ASCII but @ (and white space)
-_EMAIL_TYPED: Final = f"^email:{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\\.{_EMAIL_CHAR}+$"
+_LABEL: Final = r"[!-\-/-?A-~]+"  # … and no dot: a domain label is never empty
+_EMAIL_TYPED: Final = f"^email:{_EMAIL_CHAR}+@{_LABEL}(?:\\.{_LABEL})+$"
 _BARE_CHAR: Final = r"[!-9;-?A-~]"  # … and no colon either
-_EMAIL_BARE: Final = f"^{_BARE_CHAR}+@{_BARE_CHAR}+\\.{_BARE_CHAR}+$"
+_BARE_LABEL: Final = r"[!-\-/-9;-?A-~]+"
+_EMAIL_BARE: Final = f"^{_BARE_CHAR}+@{_BARE_LABEL}(?:\\.{_BARE_LABEL})+$"
+_EMAIL_MAX: Final = 254  # longer addresses are refused by the rule (profile/identifiers.py)
 _ID_CHAR: Final = r"[A-Za-z0-9_.\-:/@+#]"
 _CRM_TYPED: Final = f"^crm:{_ID_CHAR}{{1,128}}$"
 _CRM_BARE: Final = r"^[A-Za-z0-9_.\-/#][A-Za-z0-9_.\-/+#]{0,127}$"  # no @ or colon, no + first
@@ -533,8 +536,11 @@ def _user_fast(text: pa.Array) -> tuple[_BoolArray, _BoolArray, pa.Array]:
     (typed, or bare without @ or colon and not starting with +) and national ids with an
     upper-case country, as ``parse_user_id``; phone numbers and other forms are left out."""
     npi = _np(pc.match_substring_regex(text, _NPI))
-    email_typed = _np(pc.match_substring_regex(text, _EMAIL_TYPED))
-    email_bare = _np(pc.match_substring_regex(text, _EMAIL_BARE))
+    length = np.asarray(pc.utf8_length(text).fill_null(0).to_numpy(zero_copy_only=False))
+    email_typed = _np(pc.match_substring_regex(text, _EMAIL_TYPED)) & (
+        length <= _EMAIL_MAX + len("email:")
+    )
+    email_bare = _np(pc.match_substring_regex(text, _EMAIL_BARE)) & (length <= _EMAIL_MAX)
     crm_typed = _np(pc.match_substring_regex(text, _CRM_TYPED))
     crm_bare = _np(pc.match_substring_regex(text, _CRM_BARE)) & ~npi
     national = _np(pc.match_substring_regex(text, _NATIONAL_TYPED))
