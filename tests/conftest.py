@@ -86,10 +86,17 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         engine.dispose()
         _reset_postgres(url)
         return Settings(
-            data_dir=tmp_path / "data", database_url=url, environment="test", run_delivery=False
+            data_dir=tmp_path / "data",
+            database_url=url,
+            environment="test",
+            run_delivery=False,
+            run_journeys=False,
         )
-    # tests deliver the outbox explicitly (``container.delivery_worker.drain()``)
-    return Settings(data_dir=tmp_path / "data", environment="test", run_delivery=False)
+    # tests deliver the outbox (``container.delivery_worker.drain()``) and run journeys
+    # (``container.journey_runtime.drain()``) explicitly
+    return Settings(
+        data_dir=tmp_path / "data", environment="test", run_delivery=False, run_journeys=False
+    )
 
 
 @pytest.fixture

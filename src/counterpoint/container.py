@@ -30,6 +30,11 @@ from counterpoint.event.keys import WriteKeys
 from counterpoint.event.log import EventLog
 from counterpoint.event.postgres_log import PostgresEventLog
 from counterpoint.event.service import IngestService
+from counterpoint.journey.analytics import JourneyAnalytics
+from counterpoint.journey.context import SystemContext
+from counterpoint.journey.oracle import World
+from counterpoint.journey.runtime import JourneyRuntime
+from counterpoint.journey.service import JourneyService
 from counterpoint.kit import migrate
 from counterpoint.kit.clock import Clock, SystemClock
 from counterpoint.kit.db import make_engine, make_sessionmaker
@@ -43,6 +48,7 @@ from counterpoint.privacy.service import ErasureIndex, PrivacyService
 from counterpoint.profile.projector import ProfileProjector
 from counterpoint.profile.records import specialty_codes
 from counterpoint.profile.service import ProfileService
+from counterpoint.segment.consumer import SegmentConsumer, refresh_all
 from counterpoint.segment.facts import SegmentFacts
 from counterpoint.segment.service import SegmentService
 from counterpoint.settings import Deployment, Settings
@@ -85,6 +91,10 @@ class Container:
     delivery_worker: DeliveryWorker = field(init=False)
     receipts: DeliveryReceipts = field(init=False)
     segments: SegmentService = field(init=False)
+    composer: Composer = field(init=False)
+    journey_runtime: JourneyRuntime = field(init=False)
+    journeys: JourneyService = field(init=False)
+    journey_analytics: JourneyAnalytics = field(init=False)
     housekeeping: list[Periodic] = field(default_factory=list)
     """Jobs run every few seconds beside the workers (content expiry)."""
 
@@ -115,8 +125,11 @@ class Container:
             self.delivery_worker.start()
             for job in self.housekeeping:
                 job.start()
+        if self.settings.run_journeys:
+            self.journey_runtime.start()
 
     def close(self) -> None:
+        self.journey_runtime.stop()
         for job in self.housekeeping:
             job.stop()
         self.delivery_worker.stop()
@@ -229,13 +242,60 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
     )
     # membership events committed but not yet in the log (after a crash) are appended
     built.housekeeping.append(Periodic("segment-events", 30.0, built.segments.flush))
+    # segments follow arriving interactions, and windows that slide with the clock
+    segment_consumer = SegmentConsumer(sessions, log, built.segments)
+    built.consumers.append(segment_consumer)
+    wakers.append(segment_consumer.wake)
+    segments = built.segments
+    built.housekeeping.append(
+        Periodic("segment-refresh", settings.segment_refresh_s, lambda: refresh_all(segments))
+    )
     try:
         _delivery(built)
     except BaseException:  # a bad channels document: close what is open, then report it
         log.close()
         engine.dispose()
         raise
+    _journeys(built)
+    wakers.append(built.journey_runtime.wake)
     return built
+
+
+def _journeys(built: Container) -> None:
+    """The journey runtime (entry, timers, events) and the journey use cases."""
+    settings, sessions, clock = built.settings, built.sessions, built.clock
+    world = World(
+        built.profiles,
+        SegmentFacts(built.profiles, built.consents, built.log),
+        built.guard,
+        built.contact,
+        built.catalog,
+        built.composer,
+        built.users,
+    )
+    built.journey_runtime = JourneyRuntime(
+        sessions,
+        built.log,
+        world,
+        built.segments,
+        clock,
+        projected=built.projector.position,
+        batch=settings.journey_batch,
+        entry_interval_s=settings.journey_entry_interval_s,
+        wake_delivery=built.delivery_worker.wake,
+        wake_consumers=built.wake_consumers,
+        settle=built.catch_up,
+    )
+    built.journeys = JourneyService(
+        sessions,
+        built.journey_runtime,
+        SystemContext(built.catalog, built.segments, clock),
+        built.audit,
+        clock,
+    )
+    built.journey_analytics = JourneyAnalytics(
+        sessions, built.journey_runtime, built.profiles, built.log, clock
+    )
 
 
 def _delivery(built: Container) -> None:
@@ -246,6 +306,7 @@ def _delivery(built: Container) -> None:
     composer = Composer(
         sessions, built.profiles, ConsentLinks.from_settings(settings, clock), built.tracking
     )
+    built.composer = composer
     touches = next(c for c in built.consumers if isinstance(c, TouchCounter))
     built.delivery_worker = DeliveryWorker(
         sessions,

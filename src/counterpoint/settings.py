@@ -94,6 +94,28 @@ class Settings(BaseSettings):
             "`counterpoint worker` processes deliver (server deployment)."
         ),
     )
+    run_journeys: bool = Field(
+        True,
+        description=(
+            "Whether an API process also runs journeys (entry, timers, events). Turn it off "
+            "when `counterpoint worker` processes run them (server deployment)."
+        ),
+    )
+    journey_entry_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds between evaluations of a running journey's audience (segment or "
+        "condition entry); a journey is also evaluated when published or resumed.",
+    )
+    segment_refresh_s: float = Field(
+        900.0,
+        gt=0,
+        description="Seconds between refreshes of every stored segment in SQL, so that HCPs "
+        "leave when a time window slides past their events (arrivals are evaluated at once).",
+    )
+    journey_batch: int = Field(
+        500, ge=1, le=100_000, description="Enrollments a journey pass steps at once."
+    )
     channels_file: Path | None = Field(
         None,
         description=(

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner, Result
-
-from counterpoint.cli.app import app
+from tests.cli import Cli
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "content" / "library.yaml"
 COUNTERPOINT = Path(sys.executable).with_name("counterpoint")
@@ -24,26 +22,6 @@ PASSWORD = "correct horse battery staple"
 DISCIPLINES = ("medical", "legal", "regulatory")
 TODAY = dt.datetime.now(dt.UTC).date()
 FROM, UNTIL = str(TODAY - dt.timedelta(days=1)), str(TODAY + dt.timedelta(days=45))
-
-
-class Cli:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-
-    def env(self) -> dict[str, str | None]:
-        return {
-            "COUNTERPOINT_DATA_DIR": str(self.data_dir),
-            "COUNTERPOINT_DATABASE_URL": None,
-            "COLUMNS": "250",
-        }
-
-    def run(self, *args: str, stdin: str | None = None) -> Result:
-        return CliRunner().invoke(app, list(args), env=self.env(), input=stdin)
-
-    def ok(self, *args: str, stdin: str | None = None) -> str:
-        result = self.run(*args, stdin=stdin)
-        assert result.exit_code == 0, (args, result.output, result.exception)
-        return result.output
 
 
 @pytest.fixture(scope="module")

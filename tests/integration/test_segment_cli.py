@@ -8,9 +8,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from tests.cli import Cli
 
-from counterpoint.cli.app import app
 from counterpoint.container import open_container
 from counterpoint.event.canonical import Action, Channel, EventKind, LogEvent
 from counterpoint.settings import Settings
@@ -24,24 +23,6 @@ condition:
     - attribute: {name: specialty, op: in, value: [cardiology]}
     - events: {channel: campaign_email, action: opened, within_days: 30}
 """
-
-
-class Cli:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-
-    def run(self, *args: str) -> Result:
-        env = {
-            "COUNTERPOINT_DATA_DIR": str(self.data_dir),
-            "COUNTERPOINT_DATABASE_URL": None,
-            "COLUMNS": "200",
-        }
-        return CliRunner().invoke(app, list(args), env=env)
-
-    def ok(self, *args: str) -> str:
-        result = self.run(*args)
-        assert result.exit_code == 0, (args, result.output, result.exception)
-        return result.output
 
 
 def _seed(data_dir: Path) -> None:

@@ -27,6 +27,7 @@ from counterpoint.event.log import StoredEvent, TimelineQuery
 from counterpoint.kit.clock import FixedClock
 from counterpoint.policy.access import Principal, Role
 from counterpoint.segment.conditions import event_filters, parse_condition
+from counterpoint.segment.consumer import SegmentConsumer
 from counterpoint.segment.models import SegmentPendingEvent
 from counterpoint.segment.service import parse_segment
 
@@ -184,6 +185,8 @@ def test_one_hcp_enters_and_leaves_as_its_events_arrive(
     container.segments.create(parse_segment(OPENERS), TEST_ACTOR)
     container.segments.refresh("cardio-openers")
     assert container.segments.evaluate_one(population["c"])["entered"] == []
+    consumer = next(c for c in container.consumers if isinstance(c, SegmentConsumer))
+    container.consumers.remove(consumer)  # by hand here; test_segment_consumer.py has it
     opened(container, 3, 0)  # c opens now
     result = container.segments.evaluate_one(population["c"])
     assert (result["entered"], result["left"]) == (["cardio-openers"], [])

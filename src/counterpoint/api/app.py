@@ -18,6 +18,7 @@ from counterpoint.api import content as content_api
 from counterpoint.api import delivery as delivery_api
 from counterpoint.api import eligible as eligible_api
 from counterpoint.api import guard as guard_api
+from counterpoint.api import journeys as journeys_api
 from counterpoint.api import policy as policy_api
 from counterpoint.api import privacy as privacy_api
 from counterpoint.api import public as consent_pages
@@ -121,5 +122,6 @@ def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
     app.include_router(rep_inbox_api.router)
     app.include_router(delivery_api.router)
     app.include_router(segments_api.router)
+    app.include_router(journeys_api.router)
     app.include_router(tracking_api.router)  # open pixel, click redirect (signed links)
     return app

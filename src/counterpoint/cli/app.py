@@ -17,6 +17,7 @@ from rich.table import Table
 from counterpoint.cli import access, consent, simulate
 from counterpoint.cli import content as content_cli
 from counterpoint.cli import delivery as delivery_cli
+from counterpoint.cli import journey as journey_cli
 from counterpoint.cli import policy as policy_cli
 from counterpoint.cli import privacy as privacy_cli
 from counterpoint.cli import segment as segment_cli
@@ -64,6 +65,7 @@ app.add_typer(transfers_cli.app, name="transfers")
 app.add_typer(consent.app, name="consent")
 app.add_typer(content_cli.app, name="content")
 app.add_typer(segment_cli.app, name="segment")
+app.add_typer(journey_cli.app, name="journey")
 app.add_typer(policy_cli.policy_app, name="policy")
 app.add_typer(policy_cli.dnc_app, name="dnc")
 app.add_typer(policy_cli.guard_app, name="guard")
@@ -121,7 +123,8 @@ def worker(
 ) -> None:
     """Apply the event log to every consumer continuously (for API processes run without
     consumers): profiles, consent, touches; deliver the outbox; expire content past its
-    valid-until."""
+    valid-until; run journeys (entry, timers, events; unless COUNTERPOINT_RUN_JOURNEYS is
+    false)."""
     import time
 
     with container() as built:
@@ -129,6 +132,8 @@ def worker(
         built.delivery_worker.start()
         for job in built.housekeeping:
             job.start()
+        if built.settings.run_journeys:
+            built.journey_runtime.start()
         try:
             while True:
                 if not built.catch_up():

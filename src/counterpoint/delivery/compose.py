@@ -217,6 +217,9 @@ class Composer:
                     "purpose": entry.purpose,
                     "requested_by": entry.requested_by,
                     "journey": entry.context.get("journey"),
+                    # a rep task's why and by when (the rep inbox and the CRM export show them)
+                    "reason": entry.context.get("reason"),
+                    "due_at": entry.context.get("due_at"),
                     "synthetic": recipient.synthetic or None,
                 }.items()
                 if v is not None

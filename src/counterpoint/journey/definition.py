@@ -21,9 +21,10 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from counterpoint.consent.ledger import Purpose
 from counterpoint.event.canonical import Action, Channel
@@ -150,15 +151,19 @@ class Duration(BaseModel):
     days: int = Field(default=0, ge=0, le=3660)
     hours: int = Field(default=0, ge=0, le=24 * 366)
     minutes: int = Field(default=0, ge=0, le=60 * 24 * 366)
+    _delta: dt.timedelta = PrivateAttr(default=dt.timedelta(0))
 
     @model_validator(mode="after")
     def _positive(self) -> Duration:
-        if self.delta() <= dt.timedelta(0):
+        if not (self.days or self.hours or self.minutes):
             raise ValueError("a duration must be longer than zero (days, hours or minutes)")
         return self
 
+    def model_post_init(self, context: Any, /) -> None:
+        self._delta = dt.timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
+
     def delta(self) -> dt.timedelta:
-        return dt.timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
+        return self._delta
 
 
 class Weekday(enum.StrEnum):
@@ -422,6 +427,7 @@ def successors(node: Node) -> list[str]:
 class Flow(BaseModel):
     model_config = _STRICT
     nodes: list[Node] = Field(min_length=2)
+    _nodes_by_id: Mapping[str, Node] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> Flow:
@@ -454,8 +460,12 @@ class Flow(BaseModel):
                 return n
         raise KeyError(node_id)
 
+    def model_post_init(self, context: Any, /) -> None:
+        self._nodes_by_id = MappingProxyType({n.id: n for n in self.nodes})
+
     def by_id(self) -> Mapping[str, Node]:
-        return {n.id: n for n in self.nodes}
+        """The nodes by id (built once: the flow is immutable; every step reads it)."""
+        return self._nodes_by_id
 
 
 class JourneyDocument(BaseModel):

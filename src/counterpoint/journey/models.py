@@ -62,11 +62,15 @@ class JourneyEnrollment(Base):
 
     ``id`` is ``<journey>:<hcp>:<n>`` with n the HCP's n-th entry into the journey, so
     entering twice by replay or by two workers is refused by the primary key.
+
+    A step claims its enrollment and stores its result in one transaction (a row lock with
+    ``SKIP LOCKED`` on PostgreSQL, a conditional update on the unchanged ``visits`` on
+    SQLite), so there is no lease to expire: a crash rolls the claim back with the step.
     """
 
     __tablename__ = "journey_enrollment"
     __table_args__ = (
-        Index("ix_journey_enrollment_due", "status", "wake_at"),
+        Index("ix_journey_enrollment_due", "status", "journey_id", "wake_at"),
         Index("ix_journey_enrollment_hcp", "hcp_id", "journey_id"),
         Index("ix_journey_enrollment_node", "journey_id", "version", "node"),
     )
@@ -84,8 +88,6 @@ class JourneyEnrollment(Base):
     arm: Mapped[str | None] = mapped_column(String(100))
     visits: Mapped[int] = mapped_column(Integer, default=0)
     exit_reason: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
-    claimed_by: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
