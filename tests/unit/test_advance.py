@@ -212,7 +212,7 @@ def test_every_run_is_well_formed(
     kinds: list[str], choices: list[int], script: list[tuple[Any, ...]], answers: list[bool]
 ) -> None:
     doc = build(kinds, choices)
-    nodes = doc.flow.by_id()
+    nodes = doc.flow.by_id
     final, effects, states = run(doc, script, answers)
 
     # the same inputs give the same result (a replay after a crash makes the same keys)

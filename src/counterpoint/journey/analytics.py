@@ -105,7 +105,7 @@ class JourneyAnalytics:
                 field="version",
                 fix="publish the journey again",
             )
-        nodes = document.flow.by_id()
+        nodes = document.flow.by_id
         trows = [
             TransitionRow(
                 t.enrollment_id, t.visit, t.kind, t.node, t.touchpoint, t.stage, t.at, t.detail

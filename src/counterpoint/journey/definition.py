@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from counterpoint.consent.ledger import Purpose
 from counterpoint.event.canonical import Action, Channel
@@ -139,10 +140,14 @@ class JourneyMap(BaseModel):
         return self
 
     def touchpoint(self, touchpoint_id: str) -> Touchpoint:
-        for tp in self.touchpoints:
-            if tp.id == touchpoint_id:
-                return tp
-        raise KeyError(touchpoint_id)
+        found = self.touchpoints_by_id.get(touchpoint_id)
+        if found is None:
+            raise KeyError(touchpoint_id)
+        return found
+
+    @functools.cached_property
+    def touchpoints_by_id(self) -> Mapping[str, Touchpoint]:
+        return MappingProxyType({tp.id: tp for tp in self.touchpoints})
 
 
 # --- the flow -------------------------------------------------------------------------------
@@ -151,7 +156,6 @@ class Duration(BaseModel):
     days: int = Field(default=0, ge=0, le=3660)
     hours: int = Field(default=0, ge=0, le=24 * 366)
     minutes: int = Field(default=0, ge=0, le=60 * 24 * 366)
-    _delta: dt.timedelta = PrivateAttr(default=dt.timedelta(0))
 
     @model_validator(mode="after")
     def _positive(self) -> Duration:
@@ -159,11 +163,10 @@ class Duration(BaseModel):
             raise ValueError("a duration must be longer than zero (days, hours or minutes)")
         return self
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._delta = dt.timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
-
+    @functools.cached_property
     def delta(self) -> dt.timedelta:
-        return self._delta
+        """As a ``timedelta`` (computed once: the model is frozen; every step reads it)."""
+        return dt.timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
 
 
 class Weekday(enum.StrEnum):
@@ -427,7 +430,6 @@ def successors(node: Node) -> list[str]:
 class Flow(BaseModel):
     model_config = _STRICT
     nodes: list[Node] = Field(min_length=2)
-    _nodes_by_id: Mapping[str, Node] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> Flow:
@@ -460,12 +462,10 @@ class Flow(BaseModel):
                 return n
         raise KeyError(node_id)
 
-    def model_post_init(self, context: Any, /) -> None:
-        self._nodes_by_id = MappingProxyType({n.id: n for n in self.nodes})
-
+    @functools.cached_property
     def by_id(self) -> Mapping[str, Node]:
-        """The nodes by id (built once: the flow is immutable; every step reads it)."""
-        return self._nodes_by_id
+        """The nodes by id (built once: the flow is frozen; every step reads it)."""
+        return MappingProxyType({n.id: n for n in self.nodes})
 
 
 class JourneyDocument(BaseModel):

@@ -16,7 +16,6 @@ replay after a crash produce the same idempotency keys and so no duplicate send.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 import hashlib
@@ -105,6 +104,35 @@ class Enrollment:
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+    # The copies below are what ``dataclasses.replace`` would give, built directly: a step
+    # makes two or three of them and ``replace`` is the larger part of a step's cost.
+    def entering(self, node: str, now: dt.datetime) -> Enrollment:
+        """At ``node`` from ``now`` (one more visit), between nodes, no timer."""
+        return Enrollment(
+            self.id, self.journey, self.version, self.hcp_id, node, EnrollmentStatus.ACTIVE,
+            self.entered_at, now, None, self.arm, self.visits + 1, self.exit_reason,
+        )  # fmt: skip
+
+    def waiting(self, wake_at: dt.datetime) -> Enrollment:
+        return Enrollment(
+            self.id, self.journey, self.version, self.hcp_id, self.node, EnrollmentStatus.WAITING,
+            self.entered_at, self.node_entered_at, wake_at, self.arm, self.visits,
+            self.exit_reason,
+        )  # fmt: skip
+
+    def ending(self, status: EnrollmentStatus, reason: str) -> Enrollment:
+        return Enrollment(
+            self.id, self.journey, self.version, self.hcp_id, self.node, status,
+            self.entered_at, self.node_entered_at, self.wake_at, self.arm, self.visits, reason,
+        )  # fmt: skip
+
+    def drawn(self, arm: str) -> Enrollment:
+        return Enrollment(
+            self.id, self.journey, self.version, self.hcp_id, self.node, self.status,
+            self.entered_at, self.node_entered_at, self.wake_at, arm, self.visits,
+            self.exit_reason,
+        )  # fmt: skip
 
 
 # --- stimuli ----------------------------------------------------------------------------------
@@ -300,7 +328,7 @@ def advance(
     yet due, anything after the end) returns it unchanged with no effects."""
     if state.final:
         return Step(state)
-    nodes = document.flow.by_id()
+    nodes = document.flow.by_id
     now = stimulus.now
     node = nodes[state.node]
     effects: list[Effect] = []
@@ -338,14 +366,7 @@ def _enter(
     effects: list[Effect],
 ) -> Enrollment:
     effects.append(Entered(node.id, node.touchpoint, document.stage_of(node), now))
-    return dataclasses.replace(
-        state,
-        node=node.id,
-        status=EnrollmentStatus.ACTIVE,
-        node_entered_at=now,
-        wake_at=None,
-        visits=state.visits + 1,
-    )
+    return state.entering(node.id, now)
 
 
 def _run(
@@ -356,39 +377,35 @@ def _run(
     oracle: Oracle,
     effects: list[Effect],
 ) -> Step:
-    nodes = document.flow.by_id()
+    nodes = document.flow.by_id
     for _ in range(MAX_INSTANT_STEPS):
         if target is None:  # a goal without next: the journey is complete for this HCP
             effects.append(Exited(state.node, "completed", completed=True))
-            state = dataclasses.replace(
-                state, status=EnrollmentStatus.COMPLETED, exit_reason="completed"
-            )
+            state = state.ending(EnrollmentStatus.COMPLETED, "completed")
             return Step(state, tuple(effects))
         node = nodes[target]
         state = _enter(document, state, node, now, effects)
         if isinstance(node, WaitNode):
             if node.duration is not None:
-                wake = now + node.duration.delta()
+                wake = now + node.duration.delta
             else:
                 assert node.until is not None
                 wake = next_wake(node.until, now, oracle.time_zone())
-            state = dataclasses.replace(state, status=EnrollmentStatus.WAITING, wake_at=wake)
+            state = state.waiting(wake)
             return Step(state, tuple(effects))
         if isinstance(node, WaitForEventNode):
-            state = dataclasses.replace(
-                state, status=EnrollmentStatus.WAITING, wake_at=now + node.timeout.delta()
-            )
+            state = state.waiting(now + node.timeout.delta)
             return Step(state, tuple(effects))
         if isinstance(node, ExitNode):
             reason = node.reason or "exit"
             effects.append(Exited(node.id, reason, completed=False))
-            state = dataclasses.replace(state, status=EnrollmentStatus.EXITED, exit_reason=reason)
+            state = state.ending(EnrollmentStatus.EXITED, reason)
             return Step(state, tuple(effects))
         if isinstance(node, ConditionNode):
             target = node.then if oracle.holds(node.condition, now) else node.else_
         elif isinstance(node, RandomNode):
             arm = arm_of(node, document.journey, state.hcp_id)
-            state = dataclasses.replace(state, arm=arm)
+            state = state.drawn(arm)
             target = next(a.next for a in node.arms if a.name == arm)
         elif isinstance(node, SendNode | RepTaskNode):
             target = _contact(state, node, now, oracle, effects)
@@ -401,7 +418,7 @@ def _run(
         else:  # an entry node is never a target (the definition refuses it)
             raise ValueError(f"node {node.id!r} cannot be entered")  # pragma: no cover
     effects.append(Exited(state.node, "step_limit", completed=False))
-    state = dataclasses.replace(state, status=EnrollmentStatus.EXITED, exit_reason="step_limit")
+    state = state.ending(EnrollmentStatus.EXITED, "step_limit")
     return Step(state, tuple(effects))
 
 
@@ -422,7 +439,7 @@ def _contact(
             node.channel,
             node.content,
             node.reason,
-            now + node.due.delta(),
+            now + node.due.delta,
         )
     permission = oracle.permits(effect, now)
     if permission.allowed:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Identity, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from counterpoint.kit.db import Base, UtcDateTime
@@ -66,13 +66,17 @@ class JourneyEnrollment(Base):
     A step claims its enrollment and stores its result in one transaction (a row lock with
     ``SKIP LOCKED`` on PostgreSQL, a conditional update on the unchanged ``visits`` on
     SQLite), so there is no lease to expire: a crash rolls the claim back with the step.
+
+    Two indexes, no more: every step rewrites the row, and each index on a column a step
+    changes costs a delete and an insert per step. ``(journey_id, status, wake_at)`` serves
+    the timers of one journey (read per running journey), its waiting HCPs and the counts
+    per node; ``(hcp_id, journey_id)`` serves re-entry and the events of an HCP.
     """
 
     __tablename__ = "journey_enrollment"
     __table_args__ = (
-        Index("ix_journey_enrollment_due", "status", "journey_id", "wake_at"),
+        Index("ix_journey_enrollment_due", "journey_id", "status", "wake_at"),
         Index("ix_journey_enrollment_hcp", "hcp_id", "journey_id"),
-        Index("ix_journey_enrollment_node", "journey_id", "version", "node"),
     )
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -94,14 +98,22 @@ class JourneyEnrollment(Base):
 class JourneyTransition(Base):
     """What happened to an enrollment at one node visit: ``entered``, ``sent``,
     ``task``, ``refused`` (with the guard's codes), ``goal``, ``updated``, ``exited`` /
-    ``completed``. The read model of journey analytics (per stage and touchpoint)."""
+    ``completed``, ``moved``. The read model of journey analytics (per stage and touchpoint).
+
+    An append-only log keyed by its sequence (on SQLite the row id itself): one index to
+    write per row besides the table, as a step writes a row per effect. A step's rows are
+    written only by the transaction that moved the enrollment from the state it read, so a
+    replayed step cannot add them twice; the crash test counts them."""
 
     __tablename__ = "journey_transition"
     __table_args__ = (Index("ix_journey_transition_journey", "journey_id", "version", "kind"),)
 
-    enrollment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    visit: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True
+    )
+    enrollment_id: Mapped[str] = mapped_column(String(200))
+    visit: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
     journey_id: Mapped[str] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer)
     hcp_id: Mapped[str] = mapped_column(String(40))

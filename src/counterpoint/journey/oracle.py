@@ -358,7 +358,7 @@ class World:
         covering = [r for r in reps if r.covers(ref, document.brand)]
         if not covering:
             return None
-        node = document.flow.by_id().get(node_id)
+        node = document.flow.by_id.get(node_id)
         preferred: Role | None = None
         if isinstance(node, RepTaskNode) and node.touchpoint is not None:
             preferred = document.map.touchpoint(node.touchpoint).owner.responsible

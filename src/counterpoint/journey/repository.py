@@ -13,7 +13,7 @@ import functools
 import json
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, Table, and_, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -131,30 +131,39 @@ _INSERT_COLUMNS = (
     "id", "journey_id", "version", "hcp_id", "entry_number", "node", "status", "entered_at",
     "node_entered_at", "wake_at", "arm", "visits", "exit_reason", "updated_at",
 )  # fmt: skip
-_TRANSITION_COLUMNS = (
-    "enrollment_id", "visit", "kind", "journey_id", "version", "hcp_id", "node", "touchpoint",
-    "stage", "at", "detail",
-)  # fmt: skip
+
+
+class TransitionRow(NamedTuple):
+    """A row of ``journey_transition`` as the runtime writes it (columns in table order)."""
+
+    enrollment_id: str
+    visit: int
+    kind: str
+    journey_id: str
+    version: int
+    hcp_id: str
+    node: str
+    touchpoint: str | None
+    stage: str | None
+    at: dt.datetime
+    detail: dict[str, Any] | None
+
+
+_TRANSITION_COLUMNS = TransitionRow._fields
 
 
 def _enrollment(row: Sequence[Any]) -> Enrollment:
-    entered, node_entered = _utc(row[6]), _utc(row[7])
-    assert entered is not None
-    assert node_entered is not None
+    """A row of ``_DUE_COLUMNS`` (positional: the scheduler builds one per step)."""
     return Enrollment(
-        id=row[0],
-        journey=row[1],
-        version=row[2],
-        hcp_id=row[3],
-        node=row[4],
-        status=_STATUS[row[5]],
-        entered_at=entered,
-        node_entered_at=node_entered,
-        wake_at=_utc(row[8]),
-        arm=row[9],
-        visits=row[10],
-        exit_reason=row[11],
-    )
+        row[0], row[1], row[2], row[3], row[4], _STATUS[row[5]], _time(row[6]), _time(row[7]),
+        _utc(row[8]), row[9], row[10], row[11],
+    )  # fmt: skip
+
+
+def _time(value: Any) -> dt.datetime:
+    found = _utc(value)
+    assert found is not None, "a NOT NULL time column"
+    return found
 
 
 def enrollment_of(row: Any) -> Enrollment:
@@ -237,7 +246,7 @@ class JourneyRepository:
         skip_locked: bool = False,
     ) -> list[Enrollment]:
         """Waiting enrollments of ``journeys`` whose timer is due, earliest first, at most
-        ``limit``. Read per journey (index ``status, journey_id, wake_at``), so the due rows
+        ``limit``. Read per journey (index ``journey_id, status, wake_at``), so the due rows
         of a paused journey, which is left out, are never scanned: a paused journey with a
         million due timers does not delay the others. ``skip_locked``: lock the chosen rows,
         passing over rows another worker holds (PostgreSQL)."""
@@ -263,15 +272,6 @@ class JourneyRepository:
             )
             rows = list(locked)
         return [_enrollment(r) for r in rows]
-
-    def next_wake(self, skip: Collection[str] = ()) -> dt.datetime | None:
-        query = select(func.min(_ENROLLMENT.c.wake_at)).where(_ENROLLMENT.c.status == _WAITING)
-        if skip:
-            query = query.where(_ENROLLMENT.c.journey_id.not_in(sorted(skip)))
-        found: dt.datetime | None = self.session.scalar(query)
-        if found is not None and found.tzinfo is None:
-            found = found.replace(tzinfo=dt.UTC)
-        return found
 
     def waiting_of(self, hcp_ids: Iterable[str], *, lock: bool = False) -> list[Enrollment]:
         """Waiting enrollments of these HCPs (``lock``: wait for and hold their row locks)."""
@@ -452,31 +452,19 @@ class JourneyRepository:
         return written
 
     # --- transitions and pending log events -------------------------------------------------
-    def add_transitions(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Transitions; one already stored (same enrollment, visit and kind) is kept."""
+    def add_transitions(self, rows: Sequence[TransitionRow]) -> None:
+        """Transitions, appended (the caller's transaction moved their enrollments)."""
         if not rows:
             return
         driver = _Driver(self.session)
         marks = [driver.mark] * (len(_TRANSITION_COLUMNS) - 1) + [driver.json_mark()]
         sql = (
             f"INSERT INTO journey_transition ({', '.join(_TRANSITION_COLUMNS)}) "
-            f"VALUES ({', '.join(marks)}) ON CONFLICT (enrollment_id, visit, kind) DO NOTHING"
+            f"VALUES ({', '.join(marks)})"
         )
+        time, json_text = driver.time, driver.json
         values = [
-            (
-                r["enrollment_id"],
-                r["visit"],
-                r["kind"],
-                r["journey_id"],
-                r["version"],
-                r["hcp_id"],
-                r["node"],
-                r["touchpoint"],
-                r["stage"],
-                driver.time(r["at"]),
-                driver.json(r["detail"]),
-            )
-            for r in rows
+            (*r[:9], time(r.at), None if r.detail is None else json_text(r.detail)) for r in rows
         ]
         for start in range(0, len(values), _WRITE_BATCH):
             driver.executemany(sql, values[start : start + _WRITE_BATCH])

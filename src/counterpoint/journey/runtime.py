@@ -94,7 +94,7 @@ from counterpoint.journey.oracle import (
     StepFailedError,
     World,
 )
-from counterpoint.journey.repository import JourneyRepository, LastEntry
+from counterpoint.journey.repository import JourneyRepository, LastEntry, TransitionRow
 from counterpoint.kit.clock import Clock
 from counterpoint.profile.models import Hcp, Identity
 from counterpoint.segment.service import SegmentService
@@ -119,6 +119,8 @@ MAX_ROUNDS = 10
 """Rounds of questions per batch (a refusal branch may ask again); far more than any flow
 needs."""
 _FLUSH_PAGE = 10_000
+_CONTACTS = frozenset({Send, RepTask})
+_LOGGED = frozenset({UpdateAttribute, GoalReached})
 ENTRY_LOOK_S = 1.0
 """How often the entry thread looks for journeys whose audience is due for evaluation."""
 
@@ -159,10 +161,24 @@ class _Outcome:
     document: JourneyDocument | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """A journey version as its steps see it: the document and its node ids, or why its
+    enrollments end (``ends``: the journey stopped, the version is unknown)."""
+
+    document: JourneyDocument | None
+    nodes: frozenset[str]
+    ends: str | None
+
+
 @dataclass
 class _Batch:
     outcomes: list[_Outcome] = field(default_factory=list)
     answers: Answers = field(default_factory=Answers)
+    contacts: bool = False
+    """Some step enqueued a send or a rep task (delivery is woken)."""
+    logged: bool = False
+    """Some step wrote a log event (the pending events are flushed)."""
 
 
 def message_id(enrollment_id: str, visit: int, kind: str) -> str:
@@ -223,7 +239,7 @@ def new_enrollment(
 def _place(document: JourneyDocument | None, node_id: str) -> tuple[str | None, str | None]:
     if document is None:
         return None, None
-    node: Node | None = document.flow.by_id().get(node_id)
+    node: Node | None = document.flow.by_id.get(node_id)
     if node is None:
         return None, None
     return node.touchpoint, document.stage_of(node)
@@ -360,13 +376,20 @@ class JourneyRuntime:
         """Advance every item with the world's answers, gathered in bulk (rounds)."""
         batch = _Batch()
         results: dict[str, _Outcome] = {}
+        versions: dict[tuple[str, int], _Version] = {}
         pending = list(work)
         for _ in range(MAX_ROUNDS):
             questions: list[Question] = []
             again: list[_Work] = []
             for item in pending:
-                outcome, asked = self._one(item, journeys, batch.answers)
-                results[item.before.id] = outcome
+                state = item.before
+                version = versions.get((state.journey, state.version))
+                if version is None:
+                    version = versions[(state.journey, state.version)] = self._version(
+                        journeys, state.journey, state.version
+                    )
+                outcome, asked = self._one(item, version, batch.answers)
+                results[state.id] = outcome
                 if asked:
                     questions.extend(asked)
                     again.append(item)
@@ -382,17 +405,26 @@ class JourneyRuntime:
         batch.outcomes = [results[w.before.id] for w in work]
         return batch
 
-    def _one(
-        self, item: _Work, journeys: Mapping[str, JourneyInfo], answers: Answers
-    ) -> tuple[_Outcome, list[Question]]:
-        state = item.before
-        info = journeys.get(state.journey)
+    def _version(
+        self, journeys: Mapping[str, JourneyInfo], journey_id: str, version: int
+    ) -> _Version:
+        """What every step of one journey version needs (looked up once per batch)."""
+        info = journeys.get(journey_id)
         if info is None or info.status == "stopped":
-            return _Outcome(state, ended(state, "journey_stopped"), None), []
-        document = self.document(state.journey, state.version)
+            return _Version(None, frozenset(), "journey_stopped")
+        document = self.document(journey_id, version)
         if document is None:
-            return _Outcome(state, ended(state, "unknown_version"), None), []
-        if state.node not in self._node_ids(document):
+            return _Version(None, frozenset(), "unknown_version")
+        return _Version(document, self._node_ids(document), None)
+
+    @staticmethod
+    def _one(item: _Work, version: _Version, answers: Answers) -> tuple[_Outcome, list[Question]]:
+        state = item.before
+        document = version.document
+        if document is None:
+            assert version.ends is not None
+            return _Outcome(state, ended(state, version.ends), None), []
+        if state.node not in version.nodes:
             _log.warning("enrollment %s waits at %r, not in its version", state.id, state.node)
             return _Outcome(state, ended(state, "unknown_node"), document), []
         oracle = AskingOracle(answers, state.hcp_id, document)
@@ -405,7 +437,7 @@ class JourneyRuntime:
             return _Outcome(state, ended(state, "step_error"), document), []
         if oracle.questions:
             return _Outcome(state, step, document), oracle.questions
-        if not step.changed and not isinstance(item.stimulus, Interaction):
+        if not step.effects and not isinstance(item.stimulus, Interaction):
             # a due timer at a node that does not wait (a version changed under it)
             return _Outcome(state, ended(state, "timer_without_wait"), document), []
         return _Outcome(state, step, document), []
@@ -414,27 +446,25 @@ class JourneyRuntime:
     def _write(self, session: Session, batch: _Batch, now: dt.datetime) -> int:
         """Store the batch's steps (see the module doc); StepConflictError when a row moved."""
         repo = JourneyRepository(session)
-        changed = [o for o in batch.outcomes if o.step.changed]
+        changed = [o for o in batch.outcomes if o.step.effects]
         written = repo.store([(o.before, o.step.enrollment) for o in changed], now)
         if written != len(changed):
             raise StepConflictError(f"{len(changed) - written} enrollments moved meanwhile")
-        logged = (UpdateAttribute, GoalReached)
-        self.world.know(
-            batch.answers,
-            (
-                o.before.hcp_id
-                for o in changed
-                if any(isinstance(e, logged) for e in o.step.effects)
-            ),
-        )
-        transitions: list[dict[str, Any]] = []
-        events: list[tuple[str, LogEvent]] = []
+        transitions: list[TransitionRow] = []
+        logging: list[_Outcome] = []
         for outcome in changed:
             transitions.extend(self._transitions(outcome, batch.answers, now))
-            events.extend(self._events(outcome, batch.answers))
-            self._enqueue(session, outcome, batch.answers, now)
+            kinds = {type(e) for e in outcome.step.effects}
+            if not kinds.isdisjoint(_CONTACTS):
+                batch.contacts = True
+                self._enqueue(session, outcome, batch.answers, now)
+            if not kinds.isdisjoint(_LOGGED):
+                logging.append(outcome)
         repo.add_transitions(transitions)
-        if events:
+        if logging:
+            batch.logged = True
+            self.world.know(batch.answers, (o.before.hcp_id for o in logging))
+            events = [e for o in logging for e in self._events(o, batch.answers)]
             synthetic = self._synthetic(session, (_hcp_of(e) for _, e in events))
             repo.add_pending(
                 [
@@ -460,33 +490,30 @@ class JourneyRuntime:
         return found
 
     @staticmethod
-    def _transitions(outcome: _Outcome, answers: Answers, now: dt.datetime) -> list[dict[str, Any]]:
+    def _transitions(outcome: _Outcome, answers: Answers, now: dt.datetime) -> list[TransitionRow]:
         """One row per effect, at the visit it happened in (``Entered`` opens a visit)."""
         before, after, document = outcome.before, outcome.step.enrollment, outcome.document
         visit = before.visits
-        rows: list[dict[str, Any]] = []
+        rows: list[TransitionRow] = []
         for effect in outcome.step.effects:
-            if isinstance(effect, Entered):
+            if type(effect) is Entered:
                 visit += 1
-                touchpoint, stage, at = effect.touchpoint, effect.stage, effect.at
-            else:
-                (touchpoint, stage), at = _place(document, effect.node), now
+                rows.append(
+                    TransitionRow(
+                        before.id, visit, "entered", before.journey, after.version,
+                        before.hcp_id, effect.node, effect.touchpoint, effect.stage, effect.at,
+                        None,
+                    )
+                )  # fmt: skip
+                continue
+            touchpoint, stage = _place(document, effect.node)
             kind, detail = _transition(effect, answers)
             rows.append(
-                {
-                    "enrollment_id": before.id,
-                    "visit": visit,
-                    "kind": kind,
-                    "journey_id": before.journey,
-                    "version": after.version,
-                    "hcp_id": before.hcp_id,
-                    "node": effect.node,
-                    "touchpoint": touchpoint,
-                    "stage": stage,
-                    "at": at,
-                    "detail": detail,
-                }
-            )
+                TransitionRow(
+                    before.id, visit, kind, before.journey, after.version, before.hcp_id,
+                    effect.node, touchpoint, stage, now, detail,
+                )
+            )  # fmt: skip
         return rows
 
     def _events(self, outcome: _Outcome, answers: Answers) -> list[tuple[str, LogEvent]]:
@@ -580,7 +607,7 @@ class JourneyRuntime:
             "enrollment": before.id,
         }
         if isinstance(effect, RepTask):
-            node = document.flow.by_id().get(effect.node)
+            node = document.flow.by_id.get(effect.node)
             title = (node.name if node is not None else None) or effect.reason
             context.update(
                 rep=contact.rep,
@@ -632,17 +659,9 @@ class JourneyRuntime:
         return _Work(state, Timer(now))
 
     def after(self, batch: _Batch) -> None:
-        if not batch.outcomes:
-            return
-        if self._wake_delivery is not None and any(
-            isinstance(e, Send | RepTask) for o in batch.outcomes for e in o.step.effects
-        ):
+        if batch.contacts and self._wake_delivery is not None:
             self._wake_delivery()
-        if any(
-            isinstance(e, UpdateAttribute | GoalReached)
-            for o in batch.outcomes
-            for e in o.step.effects
-        ):
+        if batch.logged:
             self.flush()
 
     def step_interactions(
@@ -767,7 +786,7 @@ class JourneyRuntime:
         items: list[tuple[Enrollment, Interaction]] = []
         for state in waiting:
             document = self.document(journey_id, state.version)
-            node = document.flow.by_id().get(state.node) if document is not None else None
+            node = document.flow.by_id.get(state.node) if document is not None else None
             ref = answers.refs.get(state.hcp_id)
             if not isinstance(node, WaitForEventNode) or ref is None or not ref.identifiers:
                 continue
@@ -1086,7 +1105,7 @@ class JourneyEventConsumer(LogConsumer):
             if info is None or info.status != "active":
                 continue  # paused: taken from the timeline on resume; stopped: exits
             document = runtime.document(state.journey, state.version)
-            node = document.flow.by_id().get(state.node) if document is not None else None
+            node = document.flow.by_id.get(state.node) if document is not None else None
             if not isinstance(node, WaitForEventNode):
                 continue
             own = f"journey:{state.journey}"

@@ -22,7 +22,7 @@ from counterpoint.journey.context import SystemContext
 from counterpoint.journey.definition import JourneyDocument, WaitForEventNode, WaitNode
 from counterpoint.journey.loader import JourneyInvalidError
 from counterpoint.journey.models import Journey, JourneyVersion
-from counterpoint.journey.repository import JourneyRepository
+from counterpoint.journey.repository import JourneyRepository, TransitionRow
 from counterpoint.journey.runtime import JourneyRuntime
 from counterpoint.journey.validation import ValidationReport, validate
 from counterpoint.kit.clock import Clock
@@ -262,10 +262,10 @@ class JourneyService:
             waiting = repo.waiting_in(journey_id, version=from_version)
             moving: list[str] = []
             staying: list[dict[str, Any]] = []
-            nodes = new.flow.by_id()
+            nodes = new.flow.by_id
             for state in waiting:
                 node = nodes.get(state.node)
-                was = old.flow.by_id().get(state.node)
+                was = old.flow.by_id.get(state.node)
                 if node is None:
                     why = "node_not_in_new_version"
                 elif not isinstance(node, WaitNode | WaitForEventNode) or type(node) is not type(
@@ -284,23 +284,24 @@ class JourneyService:
                     }
                 )
             moved = repo.move(moving, target, now)
+            chosen = set(moving)
             repo.add_transitions(
                 [
-                    {
-                        "enrollment_id": state.id,
-                        "visit": state.visits,
-                        "kind": "moved",
-                        "journey_id": journey_id,
-                        "version": target,
-                        "hcp_id": state.hcp_id,
-                        "node": state.node,
-                        "touchpoint": nodes[state.node].touchpoint,
-                        "stage": new.stage_of(nodes[state.node]),
-                        "at": now,
-                        "detail": {"from_version": from_version, "to_version": target},
-                    }
+                    TransitionRow(
+                        enrollment_id=state.id,
+                        visit=state.visits,
+                        kind="moved",
+                        journey_id=journey_id,
+                        version=target,
+                        hcp_id=state.hcp_id,
+                        node=state.node,
+                        touchpoint=nodes[state.node].touchpoint,
+                        stage=new.stage_of(nodes[state.node]),
+                        at=now,
+                        detail={"from_version": from_version, "to_version": target},
+                    )
                     for state in waiting
-                    if state.id in set(moving)
+                    if state.id in chosen
                 ]
             )
             summary = {
@@ -379,7 +380,7 @@ class JourneyService:
         versions = sorted({v for v, _ in figures})
         for version in versions:
             document = self._runtime.document(journey_id, version)
-            known = document.flow.by_id() if document is not None else {}
+            known = document.flow.by_id if document is not None else {}
             order = list(known) + sorted(n for v, n in figures if v == version and n not in known)
             for node_id in order:
                 node = known.get(node_id)

@@ -658,7 +658,7 @@ class Simulation:
             self.entry, self.entry_event = "event", entry.trigger.event
         self.triggers = [self.entry_event] if self.entry_event is not None else []
         self.triggers += [n.event for n in document.flow.nodes if isinstance(n, WaitForEventNode)]
-        self.nodes = document.flow.by_id()
+        self.nodes = document.flow.by_id
         self.where = {n.id: (n.touchpoint, document.stage_of(n)) for n in document.flow.nodes}
         self.task_role = {
             n.id: _task_role(document, n.touchpoint)
@@ -937,7 +937,7 @@ class Simulation:
                 continue
             hcp.pending.remove(item)
             rng = random.Random(f"{self.seed}:{tag}")  # noqa: S311 - synthetic data
-            hours = node.timeout.delta().total_seconds() / 3600 * rng.uniform(0.05, 0.6)
+            hours = node.timeout.delta.total_seconds() / 3600 * rng.uniform(0.05, 0.6)
             self._occur(hcp, rng, r, now + dt.timedelta(hours=hours), channel, origin)
 
     def _adopt(self, hcp: SyntheticHcp, rng: random.Random, at: dt.datetime) -> None:
