@@ -26,7 +26,7 @@ from counterpoint.journey.models import (
     JourneyTransition,
 )
 from counterpoint.journey.repository import JourneyRepository
-from counterpoint.journey.runtime import logged_event, new_enrollment
+from counterpoint.journey.runtime import enrollment_id, logged_event, new_enrollment
 from counterpoint.journey.service import JourneyForbiddenError
 from counterpoint.kit.clock import FixedClock
 from counterpoint.policy.access import Principal, Role
@@ -693,3 +693,31 @@ def test_due_timers_held_by_another_worker_are_passed_over(container: Container)
             rest = JourneyRepository(other).due(NOW, 3, journeys=["j-a"], skip_locked=True)
         assert len(rest) == 2
         assert held[0].id not in {e.id for e in rest}
+
+
+def test_entering_builds_each_row_in_the_database_as_the_runtime_would(
+    container: Container,
+) -> None:
+    """``enter_many`` inserts one row per (HCP, entry number) with the id of
+    ``enrollment_id`` and the fields of ``new_enrollment``; an id already stored is left
+    alone and not counted."""
+    _journey_rows(container, "j-a")
+    entering = [("hcp-1", 1), ("hcp-2", 1), ("hcp-3", 2), ("hcp-4", 1)]
+    with container.sessions.begin() as session:
+        repo = JourneyRepository(session)
+        assert repo.enter_many("j-a", 1, "entry", NOW, entering) == 4
+        assert repo.enter_many("j-a", 1, "entry", NOW, [("hcp-1", 1), ("hcp-5", 1)]) == 1
+    with container.sessions() as session:
+        stored = (
+            session.execute(select(JourneyEnrollment).order_by(JourneyEnrollment.id))
+            .scalars()
+            .all()
+        )
+        rows = [
+            {c: getattr(r, c) for c in new_enrollment("j", 1, "h", 1, "e", NOW)} for r in stored
+        ]
+    expected = [
+        new_enrollment("j-a", 1, hcp, n, "entry", NOW) for hcp, n in [*entering, ("hcp-5", 1)]
+    ]
+    assert rows == sorted(expected, key=lambda r: r["id"])
+    assert rows[2]["id"] == enrollment_id("j-a", "hcp-3", 2) == "j-a:hcp-3:2"

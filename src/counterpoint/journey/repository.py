@@ -95,6 +95,14 @@ class _Driver:
         finally:
             cursor.close()
 
+    def execute(self, sql: str, params: Sequence[Any]) -> int:
+        cursor = self._raw.cursor()
+        try:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
     def fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         cursor = self._raw.cursor()
         try:
@@ -372,21 +380,38 @@ class JourneyRepository:
         entering: Sequence[tuple[str, int]],
     ) -> int:
         """HCPs entering (hcp id, entry number): waiting at the entry node, due ``now``; an
-        id already stored is left alone. Returns how many were inserted."""
+        id already stored is left alone. Returns how many were inserted.
+
+        One ``INSERT … SELECT`` per entry number over the HCP ids passed as one array
+        (``json_each`` on SQLite, ``unnest`` on PostgreSQL): the rows are built by the
+        database, not bound one by one (about twice as fast as ``executemany``)."""
         driver = _Driver(self.session)
+        m = driver.mark
         at = driver.time(now)
-        waiting = EnrollmentStatus.WAITING.value
-        values = [
-            (f"{journey_id}:{hcp_id}:{n}", journey_id, version, hcp_id, n, entry, waiting,
-             at, at, at, None, 0, None, at)
-            for hcp_id, n in entering
-        ]  # fmt: skip
+        by_number: dict[int, list[str]] = {}
+        for hcp_id, number in entering:
+            by_number.setdefault(number, []).append(hcp_id)
+        ids = "json_each(?) AS h" if driver.sqlite else "unnest(%s::text[]) AS h (value)"
+        hcp = "h.value"
+        # the id is enrollment_id(journey, hcp, number): "<journey>:<hcp>:<number>"
         sql = (
             f"INSERT INTO journey_enrollment ({', '.join(_INSERT_COLUMNS)}) "
-            f"VALUES ({', '.join(driver.mark for _ in _INSERT_COLUMNS)}) "
+            f"SELECT {m} || ':' || {hcp} || ':' || {m}, {m}, {m}, {hcp}, {m}, {m}, {m}, "
+            f"{m}, {m}, {m}, NULL, 0, NULL, {m} FROM {ids} WHERE true "
             "ON CONFLICT (id) DO NOTHING"
         )
-        return driver.executemany(sql, values)
+        waiting = EnrollmentStatus.WAITING.value
+        inserted = 0
+        for number, hcp_ids in sorted(by_number.items()):
+            for start in range(0, len(hcp_ids), _WRITE_BATCH):
+                part = hcp_ids[start : start + _WRITE_BATCH]
+                array: Any = json.dumps(part) if driver.sqlite else part
+                inserted += driver.execute(
+                    sql,
+                    (journey_id, str(number), journey_id, version, number, entry, waiting,
+                     at, at, at, at, array),
+                )  # fmt: skip
+        return inserted
 
     def store(self, steps: Sequence[tuple[Enrollment, Enrollment]], now: dt.datetime) -> int:
         """Write each (before, after) pair's new state where the row still is ``before``;
