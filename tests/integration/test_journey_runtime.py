@@ -679,6 +679,32 @@ def test_due_timers_are_read_per_journey_earliest_first(container: Container) ->
     assert "j-paused" not in {e.journey for e in everything}
 
 
+def test_due_timers_are_shared_so_a_backlog_does_not_starve_another_journey(
+    container: Container,
+) -> None:
+    """A journey with a backlog of due timers gets what the others leave, not the whole
+    pass: the later timer of a small journey is read in the same pass."""
+    _journey_rows(container, "j-big", "j-small")
+    rows = []
+    for journey_id, minutes in (("j-big", list(range(10))), ("j-small", [50])):
+        for n, m in enumerate(minutes):
+            row = new_enrollment(journey_id, 1, f"hcp-{journey_id}-{n}", 1, "entry", NOW)
+            row["wake_at"] = NOW + dt.timedelta(minutes=m)
+            rows.append(row)
+    with container.sessions.begin() as session:
+        JourneyRepository(session).insert_enrollments(rows)
+    with container.sessions() as session:
+        found = JourneyRepository(session).due(
+            NOW + dt.timedelta(hours=1), 4, journeys=["j-big", "j-small"]
+        )
+    assert [(e.journey, e.wake_at - NOW) for e in found] == [
+        ("j-big", dt.timedelta(minutes=0)),
+        ("j-big", dt.timedelta(minutes=1)),
+        ("j-big", dt.timedelta(minutes=2)),
+        ("j-small", dt.timedelta(minutes=50)),
+    ]
+
+
 def test_due_timers_held_by_another_worker_are_passed_over(container: Container) -> None:
     if container.settings.deployment is not Deployment.SERVER:
         pytest.skip("row locks with SKIP LOCKED: the server deployment")

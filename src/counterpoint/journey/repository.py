@@ -253,22 +253,37 @@ class JourneyRepository:
         journeys: Collection[str],
         skip_locked: bool = False,
     ) -> list[Enrollment]:
-        """Waiting enrollments of ``journeys`` whose timer is due, earliest first, at most
-        ``limit``. Read per journey (index ``journey_id, status, wake_at``), so the due rows
-        of a paused journey, which is left out, are never scanned: a paused journey with a
-        million due timers does not delay the others. ``skip_locked``: lock the chosen rows,
-        passing over rows another worker holds (PostgreSQL)."""
+        """Waiting enrollments of ``journeys`` whose timer is due, at most ``limit``, each
+        journey's earliest first. Read per journey (index ``journey_id, status, wake_at``),
+        so the due rows of a paused journey, which is left out, are never scanned. The
+        journeys share ``limit``: each is asked for an equal part first, and those with more
+        due for what the others left, so a journey with a backlog of timers neither starves
+        the others nor makes every pass read ``limit`` rows of every journey.
+        ``skip_locked``: lock the chosen rows, passing over rows another worker holds
+        (PostgreSQL)."""
         driver = _Driver(self.session)
         m = driver.mark
         sql = (
             f"SELECT {_DUE_COLUMNS} FROM journey_enrollment "
-            f"WHERE status = {m} AND journey_id = {m} AND wake_at <= {m} "
-            f"ORDER BY wake_at LIMIT {int(limit)}"
+            f"WHERE journey_id = {m} AND status = {m} AND wake_at <= {m} "
+            "ORDER BY wake_at LIMIT {limit}"
         )
         at = driver.time(now)
-        rows: list[tuple[Any, ...]] = []
-        for journey_id in sorted(journeys):
-            rows.extend(driver.fetch(sql, [_WAITING, journey_id, at]))
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        asked: dict[str, int] = {}
+        more = sorted(journeys)  # journeys that may have more due than read so far
+        while more:
+            have = sum(len(r) for r in found.values())
+            if have >= limit:
+                break
+            share = -(-(limit - have) // len(more))  # ceiling
+            for journey_id in more:
+                asked[journey_id] = asked.get(journey_id, 0) + share
+                found[journey_id] = driver.fetch(
+                    sql.format(limit=asked[journey_id]), [journey_id, _WAITING, at]
+                )
+            more = [j for j in more if len(found[j]) == asked[j]]
+        rows = [r for part in found.values() for r in part]
         rows.sort(key=lambda r: (r[_WAKE_AT], r[0]))  # one type per database: text or datetime
         rows = rows[:limit]
         if skip_locked and rows:
