@@ -31,6 +31,11 @@ Measured:
    due work is killed with SIGKILL after it has stepped; a new one is started; the time
    from its start to its first step. Baseline: the first start of the same worker (cold
    start to first step). Goal: <= 30 s.
+6. **event replay**: every HCP waiting at a wait-for-event node (``bench-events``, the only
+   journey running), ``--events`` synthetic interactions (default 10 per HCP; about one in
+   eight an e-mail click, the event waited for) appended to the log, not timed; then the
+   journey event consumer reads them all from its checkpoint, stepping each HCP whose click
+   arrived: events/s and the steps. Baseline: reading the same log in the consumer's chunks.
 
     .venv/bin/python bench/journeys.py --tiny      # 2,000 HCPs (CI)
     .venv/bin/python bench/journeys.py             # 200,000 HCPs
@@ -91,6 +96,35 @@ flow:
     - {{id: w3, type: wait, touchpoint: tp, duration: {{hours: 1}}, next: done}}
     - {{id: done, type: exit}}
 """
+
+REPLAY = """\
+journey: bench-events
+title: Benchmark journey, waiting for an event (synthetic)
+brand: BENCH
+markets: [DE]
+map:
+  stages: [awareness]
+  touchpoints:
+    - id: tp
+      stage: awareness
+      name: A click, or not
+      customer_goal: None (a benchmark)
+      business_reason: Measure the journey runtime's event consumer
+      owner: {responsible: marketing_ops, accountable: brand_manager}
+flow:
+  nodes:
+    - id: entry
+      type: entry
+      touchpoint: tp
+      trigger: {event: {channel: webinar, action: attended}}
+      next: click
+    - {id: click, type: wait_for_event, touchpoint: tp,
+       event: {channel: campaign_email, action: clicked},
+       timeout: {days: 30}, next: after, timeout_next: done}
+    - {id: after, type: wait, touchpoint: tp, duration: {hours: 1}, next: done}
+    - {id: done, type: exit}
+"""
+"""Every HCP waits at ``click``: an interaction of the replay that matches moves it on."""
 
 WORKER = """
 import sys, time
@@ -171,6 +205,7 @@ def build_store(root: Path, hcps: int, journeys: int) -> None:
             *many,
         ):
             built.journeys.publish(JOURNEY.format(id=journey, trigger=trigger), who, "bench")
+        built.journeys.publish(REPLAY, who, "bench")
     finally:
         built.close()
 
@@ -339,6 +374,104 @@ def _many_journeys(built: Any, clock: Any, hcps: int, journeys: int) -> dict[str
         steps += n
     out["many_timer_steps"], out["many_timer_s"] = steps, time.perf_counter() - start
     assert steps == hcps, (steps, hcps)
+    with built.engine.begin() as conn:  # their rows wait out of the way of what follows
+        conn.exec_driver_sql("UPDATE journey SET status = 'paused' WHERE id LIKE 'bench-m%'")
+    return out
+
+
+def replay_events(start: int, size: int, hcps: int, rng: np.random.Generator) -> Any:
+    """``size`` synthetic interactions (log's Arrow schema) of random HCPs under their
+    ``crm:`` identifiers over the last 12 hours: e-mail (sent, delivered, opened, clicked),
+    web visits and calls; about one in eight is an e-mail click."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from counterpoint.event.arrow import LOG_SCHEMA
+
+    kinds = [("campaign_email", "delivered"), ("campaign_email", "opened"),
+             ("campaign_email", "clicked"), ("web", "visited"), ("f2f_call", "call_completed"),
+             ("campaign_email", "sent")]  # fmt: skip
+    pick = rng.choice(len(kinds), size, p=[0.3, 0.2, 0.125, 0.2, 0.05, 0.125])
+    now_us = int(NOW.timestamp() * 1_000_000)
+    occurred = pa.array(now_us - rng.integers(0, 12 * 3600 * 1_000_000, size), pa.int64()).cast(
+        pa.timestamp("us", tz="UTC")
+    )
+    nulls = pa.nulls(size, pa.string())
+    who = pc.cast(pa.array(rng.integers(0, hcps, size)), pa.string())
+    table = pa.table(
+        {
+            "message_id": pc.binary_join_element_wise(
+                "replay-", pc.cast(pa.array(np.arange(start, start + size)), pa.string()), ""
+            ),
+            "kind": pa.array(["track"] * size),
+            "subject": pc.binary_join_element_wise("crm:B", who, ""),
+            "occurred_at": occurred,
+            "received_at": occurred,
+            "source": pa.array(["bench"] * size),
+            "channel": pa.array([kinds[k][0] for k in pick]),
+            "action": pa.array([kinds[k][1] for k in pick]),
+            "event_name": nulls,
+            "anonymous_id": nulls,
+            "brand": nulls,
+            "content_id": nulls,
+            "slide": nulls,
+            "actor_type": nulls,
+            "actor_id": nulls,
+            "function": pa.array(["commercial"] * size),
+            "market": nulls,
+            "payload": pa.array(["{}"] * size),
+            "synthetic": pa.array(np.ones(size, bool)),
+        }
+    )
+    return table.cast(LOG_SCHEMA)
+
+
+def measure_replay(root: Path, hcps: int, events: int) -> dict[str, Any]:
+    """Every HCP waiting at ``bench-events``'s ``click`` (since a day ago), ``events``
+    interactions appended to the log (setup, not timed), then the journey event consumer
+    reads them all from its checkpoint: events/s, and the steps the clicks caused."""
+    from counterpoint.container import open_container
+    from counterpoint.journey.repository import JourneyRepository
+    from counterpoint.journey.runtime import JourneyEventConsumer, new_enrollment
+    from counterpoint.kit.clock import FixedClock
+
+    built = open_container(_settings(root), clock=FixedClock(NOW))
+    out: dict[str, Any] = {}
+    try:
+        with built.engine.begin() as conn:  # only the replay's journey runs
+            conn.exec_driver_sql("UPDATE journey SET status = 'paused' WHERE id != 'bench-events'")
+        since = NOW - dt.timedelta(days=1)
+        with built.sessions.begin() as session:
+            repo = JourneyRepository(session)
+            for start in range(0, hcps, 20_000):
+                rows = []
+                for i in range(start, min(hcps, start + 20_000)):
+                    row = new_enrollment("bench-events", 1, f"hcp_bench{i:08d}", 1, "click", since)
+                    row.update(visits=2, wake_at=since + dt.timedelta(days=30))
+                    rows.append(row)
+                repo.insert_enrollments(rows)
+        rng = np.random.default_rng(5)
+        setup = time.perf_counter()
+        for start in range(0, events, 1_000_000):
+            built.log.append_arrow(replay_events(start, min(1_000_000, events - start), hcps, rng))
+        out["replay_setup_s"] = time.perf_counter() - setup
+        consumer = JourneyEventConsumer(
+            built.sessions, built.log, built.journey_runtime, projected=built.log.head
+        )
+        start = time.perf_counter()
+        applied = consumer.catch_up()
+        out["replay_s"] = time.perf_counter() - start
+        out["replay_events"] = applied
+        start, position = time.perf_counter(), 0  # baseline: reading the same log, chunked
+        while (part := built.log.read_after(position, consumer.chunk_size)).num_rows:
+            position = int(part.column("seq")[-1].as_py())
+        out["read_s"] = time.perf_counter() - start
+        with built.sessions() as session:
+            out["replay_steps"] = hcps - len(
+                JourneyRepository(session).waiting_in("bench-events", nodes=["click"])
+            )
+    finally:
+        built.close()
     return out
 
 
@@ -485,9 +618,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--journeys", type=int, default=50, help="Running journeys for the run across many."
     )
+    parser.add_argument(
+        "--events", type=int, default=None, help="Events for the replay (default 10 per HCP)."
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.hcps, args.lag, args.journeys = 2_000, 400, 5
+    if args.events is None:
+        args.events = 10 * args.hcps
 
     root = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
     try:
@@ -497,6 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         inside = measure_in_process(root, args.hcps, args.journeys)
         lag = measure_lag(root, args.lag)
         restart = measure_restart(root)
+        replay = measure_replay(root, args.hcps, args.events)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -542,6 +681,16 @@ def main(argv: list[str] | None = None) -> int:
                        inside["many_start_steps"] / inside["many_start_s"],
                    "inserts HCPs/s": n / inside["many_insert_s"],
                    "goal": ">= 20000 steps/s", "verdict": verdict(many_rate >= 20_000)},
+        ),
+        Result(
+            "event replay through the journey event consumer (JourneyEventConsumer.catch_up)",
+            replay["replay_events"] / replay["replay_s"], "events/s",
+            "reading the same log in the consumer's chunks (EventLog.read_after)",
+            replay["replay_events"] / replay["read_s"],
+            extra={"events": replay["replay_events"],
+                   "steps (clicks that moved a waiting HCP)": replay["replay_steps"],
+                   "steps/s": replay["replay_steps"] / replay["replay_s"],
+                   "append setup s (not timed)": round(replay["replay_setup_s"], 1)},
         ),
         Result(
             "timer lag p99 (runtime thread, wall clock)", lag["lag_p99"], "s",

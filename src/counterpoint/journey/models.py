@@ -70,13 +70,15 @@ class JourneyEnrollment(Base):
     Two indexes, no more: every step rewrites the row, and each index on a column a step
     changes costs a delete and an insert per step. ``(journey_id, status, wake_at)`` serves
     the timers of one journey (read per running journey), its waiting HCPs and the counts
-    per node; ``(hcp_id, journey_id)`` serves re-entry and the events of an HCP.
+    per node; ``(journey_id, hcp_id)`` serves re-entry and the events of HCPs, looked up in
+    the journeys that listen. Journey first in both: a journey's audience entering is
+    appended to each index, not scattered across the HCPs of every other journey.
     """
 
     __tablename__ = "journey_enrollment"
     __table_args__ = (
         Index("ix_journey_enrollment_due", "journey_id", "status", "wake_at"),
-        Index("ix_journey_enrollment_hcp", "hcp_id", "journey_id"),
+        Index("ix_journey_enrollment_hcp", "journey_id", "hcp_id"),
     )
 
     id: Mapped[str] = mapped_column(String(200), primary_key=True)

@@ -296,18 +296,29 @@ class JourneyRepository:
             rows = list(locked)
         return [_enrollment(r) for r in rows]
 
-    def waiting_of(self, hcp_ids: Iterable[str], *, lock: bool = False) -> list[Enrollment]:
-        """Waiting enrollments of these HCPs (``lock``: wait for and hold their row locks)."""
+    def waiting_of(
+        self, hcp_ids: Iterable[str], journeys: Collection[str], *, lock: bool = False
+    ) -> list[Enrollment]:
+        """Waiting enrollments of these HCPs in these journeys, by id (index ``journey_id,
+        hcp_id``); ``lock``: wait for and hold their row locks (PostgreSQL). The status is
+        checked here, not in SQL: with it there, SQLite picks the ``journey_id, status``
+        prefix of the timer index and scans every waiting HCP of the journey."""
+        if not journeys:
+            return []
+        driver = _Driver(self.session)
+        m = driver.mark
+        in_journeys = ", ".join(m for _ in journeys)
         out: list[Enrollment] = []
         for part in _batches(hcp_ids):
-            query = (
-                select(*_COLUMNS)
-                .where(_ENROLLMENT.c.hcp_id.in_(part), _ENROLLMENT.c.status == _WAITING)
-                .order_by(_ENROLLMENT.c.id)
+            sql = (
+                f"SELECT {_DUE_COLUMNS} FROM journey_enrollment "
+                f"WHERE journey_id IN ({in_journeys}) "
+                f"AND hcp_id IN ({', '.join(m for _ in part)}) ORDER BY id"
             )
             if lock:
-                query = query.with_for_update()
-            out.extend(enrollment_of(r) for r in self.session.execute(query))
+                sql += " FOR UPDATE"
+            rows = driver.fetch(sql, [*sorted(journeys), *part])
+            out.extend(_enrollment(r) for r in rows if r[5] == _WAITING)
         return out
 
     def waiting_in(
@@ -569,14 +580,6 @@ class JourneyRepository:
         if version is not None:
             query = query.where(_ENROLLMENT.c.version == version)
         return list(self.session.execute(query))
-
-    def enrollments_for(self, hcp_id: str) -> list[Enrollment]:
-        query = (
-            select(*_COLUMNS)
-            .where(_ENROLLMENT.c.hcp_id == hcp_id)
-            .order_by(_ENROLLMENT.c.entered_at, _ENROLLMENT.c.id)
-        )
-        return [enrollment_of(r) for r in self.session.execute(query)]
 
     def waiting_counts(self, journey_id: str, version: int) -> dict[str, int]:
         rows = self.session.execute(

@@ -50,7 +50,7 @@ import hashlib
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -958,6 +958,8 @@ class JourneyEventConsumer(LogConsumer):
         self._runtime = runtime
         self._projected = projected
         self._moved: list[_Batch] = []
+        self._listens: dict[tuple[str, int], tuple[bool, frozenset[str]]] = {}
+        """Per journey version: does any version wait for an event; the actions it hears."""
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply the log up to the profile projector's position (identities are known)."""
@@ -1009,8 +1011,16 @@ class JourneyEventConsumer(LogConsumer):
 
     def apply(self, session: Session, table: pa.Table) -> None:
         runtime = self._runtime
+        journeys = runtime.journeys()
+        listening = self._listening(journeys)
+        if listening is None:
+            return  # no active journey enters by an event or waits for one
+        waiting_for, actions = listening
         interactions = table.filter(
-            pc.and_(pc.is_valid(table.column("channel")), pc.is_valid(table.column("action")))
+            pc.and_(
+                pc.is_valid(table.column("channel")),
+                pc.is_in(table.column("action"), value_set=pa.array(sorted(actions))),
+            )
         )
         if interactions.num_rows == 0:
             return
@@ -1029,7 +1039,6 @@ class JourneyEventConsumer(LogConsumer):
         holders = _holders(session, {r["subject"] for r in rows})
         if not holders:
             return
-        journeys = runtime.journeys()
         now = runtime._clock.now()
         by_hcp: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -1037,7 +1046,41 @@ class JourneyEventConsumer(LogConsumer):
             if hcp_id is not None:
                 by_hcp[hcp_id].append(r)
         self._enter(session, by_hcp, journeys, now)
-        self._interactions(session, by_hcp, journeys, now)
+        self._interactions(session, by_hcp, journeys, waiting_for, now)
+
+    def _listening(
+        self, journeys: Mapping[str, JourneyInfo]
+    ) -> tuple[frozenset[str], frozenset[str]] | None:
+        """The active journeys with a wait-for-event node in any of their versions, and every
+        action an active journey's entry or waits can match (the rest of the log is passed
+        over before it is read into Python); None when there are none."""
+        waiting_for: set[str] = set()
+        actions: set[str] = set()
+        for info in journeys.values():
+            if info.status != "active":
+                continue
+            found = self._listens.get((info.id, info.current_version))
+            if found is None:
+                waits, heard = False, set[str]()
+                for version in range(1, info.current_version + 1):
+                    document = self._runtime.document(info.id, version)
+                    if document is None:
+                        continue
+                    for node in document.flow.nodes:
+                        if isinstance(node, WaitForEventNode):
+                            waits = True
+                            heard.update(a.value for a in node.event.action)
+                    if version == info.current_version:
+                        trigger = document.flow.entry.trigger.event
+                        if trigger is not None:
+                            heard.update(a.value for a in trigger.action)
+                found = self._listens[(info.id, info.current_version)] = (waits, frozenset(heard))
+            if found[0]:
+                waiting_for.add(info.id)
+            actions.update(found[1])
+        if not actions:
+            return None
+        return frozenset(waiting_for), frozenset(actions)
 
     def _enter(
         self,
@@ -1094,11 +1137,12 @@ class JourneyEventConsumer(LogConsumer):
         session: Session,
         by_hcp: Mapping[str, list[dict[str, Any]]],
         journeys: Mapping[str, JourneyInfo],
+        waiting_for: Collection[str],
         now: dt.datetime,
     ) -> None:
         """Each waiting enrollment's first matching interaction since it began to wait."""
         runtime = self._runtime
-        waiting = JourneyRepository(session).waiting_of(by_hcp, lock=runtime._postgres)
+        waiting = JourneyRepository(session).waiting_of(by_hcp, waiting_for, lock=runtime._postgres)
         items: list[tuple[Enrollment, Interaction]] = []
         for state in waiting:
             info = journeys.get(state.journey)

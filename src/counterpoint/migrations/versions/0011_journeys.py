@@ -98,7 +98,7 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index(
-        "ix_journey_enrollment_hcp", "journey_enrollment", ["hcp_id", "journey_id"], unique=False
+        "ix_journey_enrollment_hcp", "journey_enrollment", ["journey_id", "hcp_id"], unique=False
     )
     op.create_table(
         "journey_version",
