@@ -5,6 +5,7 @@ guard and outbox → status, with the log events a step writes; every "never" ha
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -703,6 +704,31 @@ def test_due_timers_are_shared_so_a_backlog_does_not_starve_another_journey(
         ("j-big", dt.timedelta(minutes=2)),
         ("j-small", dt.timedelta(minutes=50)),
     ]
+
+
+def test_a_pass_gives_each_journey_at_least_its_least_in_the_order_given(
+    container: Container,
+) -> None:
+    """With ``least``, a pass steps a few journeys (in the caller's order, which the runtime
+    turns between passes) rather than a few rows of each."""
+    _journey_rows(container, "j-a", "j-b", "j-c")
+    rows = []
+    for journey_id in ("j-a", "j-b", "j-c"):
+        for n in range(5):
+            row = new_enrollment(journey_id, 1, f"hcp-{journey_id}-{n}", 1, "entry", NOW)
+            row["wake_at"] = NOW + dt.timedelta(minutes=n)
+            rows.append(row)
+    with container.sessions.begin() as session:
+        JourneyRepository(session).insert_enrollments(rows)
+    at = NOW + dt.timedelta(hours=1)
+    with container.sessions() as session:
+        repo = JourneyRepository(session)
+        even = repo.due(at, 6, journeys=["j-a", "j-b", "j-c"])
+        first = repo.due(at, 6, journeys=["j-a", "j-b", "j-c"], least=3)
+        turned = repo.due(at, 6, journeys=["j-b", "j-c", "j-a"], least=3)
+    assert Counter(e.journey for e in even) == {"j-a": 2, "j-b": 2, "j-c": 2}
+    assert Counter(e.journey for e in first) == {"j-a": 3, "j-b": 3}
+    assert Counter(e.journey for e in turned) == {"j-b": 3, "j-c": 3}
 
 
 def test_due_timers_held_by_another_worker_are_passed_over(container: Container) -> None:

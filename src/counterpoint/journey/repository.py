@@ -250,15 +250,20 @@ class JourneyRepository:
         now: dt.datetime,
         limit: int,
         *,
-        journeys: Collection[str],
+        journeys: Sequence[str],
         skip_locked: bool = False,
+        least: int = 1,
     ) -> list[Enrollment]:
         """Waiting enrollments of ``journeys`` whose timer is due, at most ``limit``, each
         journey's earliest first. Read per journey (index ``journey_id, status, wake_at``),
-        so the due rows of a paused journey, which is left out, are never scanned. The
-        journeys share ``limit``: each is asked for an equal part first, and those with more
-        due for what the others left, so a journey with a backlog of timers neither starves
-        the others nor makes every pass read ``limit`` rows of every journey.
+        so the due rows of a paused journey, which is left out, are never scanned.
+
+        The journeys share ``limit`` in the order given: each is asked for an equal part but
+        at least ``least`` rows while the budget lasts, and those with more due for what the
+        others left. A journey with a backlog of timers so neither starves the others nor
+        makes every pass read ``limit`` rows of every journey; ``least`` keeps a pass's rows
+        in a few journeys (a few places in the table and its indexes) when many have a
+        backlog, and the caller rotates the order between passes.
         ``skip_locked``: lock the chosen rows, passing over rows another worker holds
         (PostgreSQL)."""
         driver = _Driver(self.session)
@@ -270,22 +275,24 @@ class JourneyRepository:
         )
         at = driver.time(now)
         found: dict[str, list[tuple[Any, ...]]] = {}
-        asked: dict[str, int] = {}
-        more = sorted(journeys)  # journeys that may have more due than read so far
-        while more:
-            have = sum(len(r) for r in found.values())
-            if have >= limit:
-                break
-            share = -(-(limit - have) // len(more))  # ceiling
+        have = 0
+        more = list(dict.fromkeys(journeys))  # may have more due than read so far
+        while more and have < limit:
+            share = max(least, -(-(limit - have) // len(more)))  # ceiling
+            still: list[str] = []
             for journey_id in more:
-                asked[journey_id] = asked.get(journey_id, 0) + share
-                found[journey_id] = driver.fetch(
-                    sql.format(limit=asked[journey_id]), [journey_id, _WAITING, at]
-                )
-            more = [j for j in more if len(found[j]) == asked[j]]
+                if have >= limit:
+                    break
+                before = found.get(journey_id, [])
+                asked = len(before) + min(share, limit - have)
+                rows = driver.fetch(sql.format(limit=asked), [journey_id, _WAITING, at])
+                found[journey_id] = rows
+                have += len(rows) - len(before)
+                if len(rows) == asked:
+                    still.append(journey_id)
+            more = still
         rows = [r for part in found.values() for r in part]
         rows.sort(key=lambda r: (r[_WAKE_AT], r[0]))  # one type per database: text or datetime
-        rows = rows[:limit]
         if skip_locked and rows:
             ids = [r[0] for r in rows]
             locked = driver.fetch(

@@ -119,6 +119,10 @@ MAX_ROUNDS = 10
 """Rounds of questions per batch (a refusal branch may ask again); far more than any flow
 needs."""
 _FLUSH_PAGE = 10_000
+PASS_SHARE = 1_000
+"""The least a journey with due timers is given of a scheduler pass (while the pass lasts):
+when many journeys have a backlog, a pass steps a few of them, in turn, rather than a few
+rows of each (scattered writes cost a third of the steps per second at 50 journeys)."""
 _CONTACTS = frozenset({Send, RepTask})
 _LOGGED = frozenset({UpdateAttribute, GoalReached})
 ENTRY_LOOK_S = 1.0
@@ -335,6 +339,7 @@ class JourneyRuntime:
         self._seen: dict[str, tuple[str, int, dt.datetime]] = {}
         self._entered_at: dict[str, dt.datetime] = {}
         self._requested: set[str] = set()
+        self._turn = 0
         self.consumer = JourneyEventConsumer(sessions, log, self, projected)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -634,17 +639,23 @@ class JourneyRuntime:
         with self.lock, _collector_paused():
             now = self._clock.now()
             journeys = self.journeys()
-            running = [j.id for j in journeys.values() if j.status != "paused"]
+            running = sorted(j.id for j in journeys.values() if j.status != "paused")
+            if running:  # who is served first turns with every pass
+                turn = self._turn % len(running)
+                running = running[turn:] + running[:turn]
+                self._turn += 1
             if self._postgres:
                 with self._sessions.begin() as session:
                     due = JourneyRepository(session).due(
-                        now, self.batch, journeys=running, skip_locked=True
+                        now, self.batch, journeys=running, skip_locked=True, least=PASS_SHARE
                     )
                     batch = self._compute([self._timer(e, now) for e in due], journeys)
                     done = self._write(session, batch, now)
             else:
                 with self._sessions() as session:
-                    due = JourneyRepository(session).due(now, self.batch, journeys=running)
+                    due = JourneyRepository(session).due(
+                        now, self.batch, journeys=running, least=PASS_SHARE
+                    )
                 batch = self._compute([self._timer(e, now) for e in due], journeys)
                 with self._sessions.begin() as session:
                     done = self._write(session, batch, now)
