@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from counterpoint.journey.definition import JourneyDocument, WaitNode
+from counterpoint.journey.definition import Duration, JourneyDocument, WaitNode
 from counterpoint.journey.loader import (
     MAX_SOURCE_CHARS,
     JourneyInvalidError,
@@ -512,3 +512,16 @@ def test_dump_then_load_gives_the_same_document(data: dict[str, Any]) -> None:
     assert again.problems == []
     assert again.require() == doc
     assert yaml.safe_load(text)["journey"] == "generated"
+
+
+def test_a_copy_with_changes_recomputes_the_cached_views() -> None:
+    """Node maps and durations are computed once per model; a copy with changes must not
+    keep the original's."""
+    duration = Duration(hours=1)
+    assert duration.delta == dt.timedelta(hours=1)
+    assert duration.model_copy(update={"hours": 2}).delta == dt.timedelta(hours=2)
+    text = (EXAMPLES / "webinar-invitation.yaml").read_text()
+    flow = JourneyDocument.model_validate(yaml.safe_load(text)).flow
+    assert flow.by_id  # computed
+    fewer = flow.model_copy(update={"nodes": flow.nodes[:2]})
+    assert set(fewer.by_id) == {n.id for n in flow.nodes[:2]}

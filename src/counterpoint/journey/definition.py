@@ -23,7 +23,7 @@ import enum
 import functools
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -118,7 +118,21 @@ class Touchpoint(BaseModel):
     kpi: Kpi | None = None
 
 
-class JourneyMap(BaseModel):
+class _Frozen(BaseModel):
+    """A frozen model whose ``functools.cached_property`` views (maps by id, a duration as a
+    ``timedelta``) are computed once; a copy with changes drops them, so none goes stale."""
+
+    model_config = _STRICT
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        for name, member in vars(type(self)).items():
+            if isinstance(member, functools.cached_property):
+                copied.__dict__.pop(name, None)
+        return copied
+
+
+class JourneyMap(_Frozen):
     model_config = _STRICT
     stages: list[Id] = Field(default_factory=lambda: list(DEFAULT_STAGES), min_length=1)
     touchpoints: list[Touchpoint] = Field(min_length=1)
@@ -151,7 +165,7 @@ class JourneyMap(BaseModel):
 
 
 # --- the flow -------------------------------------------------------------------------------
-class Duration(BaseModel):
+class Duration(_Frozen):
     model_config = _STRICT
     days: int = Field(default=0, ge=0, le=3660)
     hours: int = Field(default=0, ge=0, le=24 * 366)
@@ -427,7 +441,7 @@ def successors(node: Node) -> list[str]:
     return [node.next]
 
 
-class Flow(BaseModel):
+class Flow(_Frozen):
     model_config = _STRICT
     nodes: list[Node] = Field(min_length=2)
 
