@@ -3,10 +3,11 @@
 Setup (not timed), all data **synthetic**: an embedded store (SQLite + DuckDB) in a temporary
 directory with ``--hcps`` HCP profiles (specialty, potential decile, market) and two
 identifiers each (``crm:…`` and ``email:…``), written to the operational store with
-SQLAlchemy Core; ``--events`` interactions generated with NumPy (channel, an action that fits
-the channel, brand, function, times over the last 400 days, each under one of the HCP's two
-identifiers) appended to the DuckDB event log through ``append_arrow`` in chunks. The HCP and
-identity tables are also copied into the DuckDB file for the baseline.
+SQLAlchemy Core; ``--events`` interactions (channel, an action that fits the channel, brand,
+function, times over the last 400 days, each under one of the HCP's two identifiers)
+generated inside DuckDB from hashes of the event number (the same data every run) and
+appended to the log file by the log's own insert statement, in chunks of 10,000,000. The HCP
+and identity tables are also copied into the DuckDB file for the baseline.
 
 Measured, median of 3 after one warm-up each:
 
@@ -134,62 +135,82 @@ def identities(n: int) -> pa.Table:
     return pa.table({"key": pa.concat_arrays([crm, email]), "hcp_id": pa.concat_arrays([hcp, hcp])})
 
 
-def _strings(values: list[str], codes: np.ndarray) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), pa.array(values)).cast(
-        pa.string()
+def _pick(uniform: str, names: list[str], weights: list[float]) -> str:
+    """A SQL ``CASE`` that maps a uniform ``[0, 1)`` column to a name with these weights."""
+    if len(names) == 1:
+        return f"'{names[0]}'"
+    cases, edge = [], 0.0
+    for name, weight in zip(names[:-1], weights[:-1], strict=True):
+        edge += weight
+        cases.append(f"WHEN {uniform} < {edge:.6f} THEN '{name}'")
+    return f"CASE {' '.join(cases)} ELSE '{names[-1]}' END"
+
+
+def events_sql(hcps: int, lo: int, hi: int) -> str:
+    """Synthetic interactions ``lo`` to ``hi - 1`` of ``hcps`` HCPs, in the log's columns.
+
+    Generated inside DuckDB (100,000,000 rows would take an hour through Python): every
+    random draw is a hash of the event number and a salt, so the data is the same every run.
+    Each event is under one of its HCP's two identifiers, at a time in the last 400 days.
+    """
+    actions = " ".join(
+        f"WHEN '{channel}' THEN {_pick('u_act', acts, p)}"
+        for channel, (acts, p) in ACTIONS_BY_CHANNEL.items()
     )
+    now = NOW.isoformat(sep=" ")
+    return f"""
+        WITH g AS (
+            SELECT range AS n, hash(range, 1) % {hcps} AS who, hash(range, 2) % 2 = 0 AS by_email,
+                (hash(range, 3) % 1000000) / 1e6 AS u_ch, (hash(range, 4) % 1000000) / 1e6 AS u_act,
+                (hash(range, 5) % {400 * 86_400 * 1_000_000})::BIGINT AS ago_us,
+                hash(range, 6) % 10 AS u_brand, hash(range, 7) % 100 AS u_fn
+            FROM range({lo}, {hi})
+        ), c AS (
+            SELECT *, {_pick("u_ch", CHANNELS, CHANNEL_P)} AS channel,
+                TIMESTAMPTZ '{now}' - to_microseconds(ago_us) AS at_time
+            FROM g
+        )
+        SELECT 'bench-' || n AS message_id, 'track' AS kind,
+            CASE WHEN by_email THEN 'email:b' || who || '@x.example' ELSE 'crm:B' || who END
+                AS subject,
+            at_time AS occurred_at, at_time AS received_at, 'bench' AS source, channel,
+            CASE channel {actions} END AS action,
+            NULL::VARCHAR AS event_name, NULL::VARCHAR AS anonymous_id,
+            CASE WHEN u_brand < 5 THEN 'Cardiomax' WHEN u_brand < 8 THEN 'Zentrova' END AS brand,
+            NULL::VARCHAR AS content_id, NULL::VARCHAR AS slide, NULL::VARCHAR AS actor_type,
+            NULL::VARCHAR AS actor_id,
+            CASE WHEN u_fn < 5 THEN 'medical' ELSE 'commercial' END AS function,
+            NULL::VARCHAR AS market, '{{}}' AS payload, true AS synthetic
+        FROM c
+    """
 
 
-def events(start: int, size: int, hcps: int, rng: np.random.Generator) -> pa.Table:
-    """``size`` synthetic interactions in the log's Arrow schema (ids from ``start``)."""
-    from counterpoint.event.arrow import LOG_SCHEMA
+def append_generated(log_path: Path, hcps: int, total: int) -> None:
+    """Append ``total`` generated events to the log file through the log's own insert.
 
-    who = pc.cast(pa.array(rng.integers(0, hcps, size)), pa.string())
-    as_email = pa.array(rng.random(size) < 0.5)
-    subject = pc.if_else(
-        as_email,
-        pc.binary_join_element_wise("email:b", who, "@x.example", ""),
-        pc.binary_join_element_wise("crm:B", who, ""),
-    )
-    channel = rng.choice(len(CHANNELS), size, p=CHANNEL_P)
-    actions = sorted({a for acts, _ in ACTIONS_BY_CHANNEL.values() for a in acts})
-    action = np.zeros(size, np.int32)
-    for c, name in enumerate(CHANNELS):
-        rows = np.flatnonzero(channel == c)
-        acts, p = ACTIONS_BY_CHANNEL[name]
-        picked = rng.choice(len(acts), rows.size, p=p)
-        action[rows] = np.array([actions.index(a) for a in acts])[picked]
-    now_us = int(NOW.timestamp() * 1_000_000)
-    ago = rng.integers(0, 400 * 86_400 * 1_000_000, size)
-    occurred = pa.array(now_us - ago, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
-    brand = rng.choice(3, size, p=[0.5, 0.3, 0.2])
-    nulls = pa.nulls(size, pa.string())
-    columns = {
-        "message_id": pc.binary_join_element_wise(
-            "bench-", pc.cast(pa.array(np.arange(start, start + size)), pa.string()), ""
-        ),
-        "kind": pa.array(["track"] * size),
-        "subject": subject,
-        "occurred_at": occurred,
-        "received_at": occurred,
-        "source": pa.array(["bench"] * size),
-        "channel": _strings(CHANNELS, channel),
-        "action": _strings(actions, action),
-        "event_name": nulls,
-        "anonymous_id": nulls,
-        "brand": pc.if_else(
-            pa.array(brand == 2), nulls, _strings(["Cardiomax", "Zentrova", "-"], brand)
-        ),
-        "content_id": nulls,
-        "slide": nulls,
-        "actor_type": nulls,
-        "actor_id": nulls,
-        "function": _strings(["commercial", "medical"], (rng.random(size) < 0.05).astype(int)),
-        "market": nulls,
-        "payload": pa.array(["{}"] * size),
-        "synthetic": pa.array(np.ones(size, bool)),
-    }
-    return pa.table(columns).cast(LOG_SCHEMA)
+    The statement is the one ``append_arrow`` runs (message-id digest, subject hash, the
+    de-duplication constraint), fed from ``events_sql`` in chunks of 10,000,000.
+    """
+    import duckdb
+
+    from counterpoint.event.duckdb_log import _INSERT
+
+    con = duckdb.connect(str(log_path))
+    try:
+        chunk = 10_000_000
+        for lo in range(0, total, chunk):
+            hi = min(total, lo + chunk)
+            started = time.perf_counter()
+            con.execute(f"CREATE OR REPLACE TEMP VIEW incoming AS {events_sql(hcps, lo, hi)}")
+            con.execute(_INSERT)
+            if total > chunk:
+                print(f"# setup: {hi:,} events ({time.perf_counter() - started:.0f} s)", flush=True)
+        con.execute("CHECKPOINT")
+        stored = con.execute("SELECT count(*) FROM event_log").fetchone()
+        assert stored is not None
+        assert stored[0] == total, stored
+    finally:
+        con.close()
 
 
 def build_store(root: Path, hcps: int, total: int) -> tuple[Path, pa.Table, pa.Table]:
@@ -222,13 +243,9 @@ def build_store(root: Path, hcps: int, total: int) -> tuple[Path, pa.Table, pa.T
                 conn.execute(Hcp.__table__.insert(), rows[start : start + 20_000])
             for start in range(0, len(idents), 20_000):
                 conn.execute(Identity.__table__.insert(), idents[start : start + 20_000])
-        chunk = 1_000_000
-        for start in range(0, total, chunk):
-            size = min(chunk, total - start)
-            container.log.append_arrow(events(start, size, hcps, rng))
-        assert container.log.count() == total
     finally:
         container.close()
+    append_generated(settings.event_log_path, hcps, total)
     return settings.event_log_path, people, keys
 
 
