@@ -311,6 +311,7 @@ def _delivery(built: Container) -> None:
     built.delivery_worker = DeliveryWorker(
         sessions,
         built.guard,
+        built.profiles,
         composer,
         built.routes,
         AdapterContext(sessions, settings.data_dir, clock),

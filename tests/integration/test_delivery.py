@@ -268,7 +268,7 @@ def test_consent_withdrawn_after_queueing_is_refused_at_delivery(
     )
     if not protected:  # negative control: no re-check at delivery
         worker = container.delivery_worker
-        monkeypatch.setattr(worker, "_recheck", lambda entries, results: list(entries))
+        monkeypatch.setattr(worker, "_recheck", lambda entries, refs, results: list(entries))
     done = container.delivery_worker.drain()
     if protected:
         assert (done.sent, done.refused) == (0, 1)

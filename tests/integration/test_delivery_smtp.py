@@ -456,7 +456,7 @@ def test_content_withdrawn_after_queueing_never_reaches_the_server(
     assert withdrawn["state"] == "withdrawn"
     worker = container.delivery_worker
     if not protected:  # negative control: the worker's re-check bypassed
-        monkeypatch.setattr(worker, "_recheck", lambda queued, results: list(queued))
+        monkeypatch.setattr(worker, "_recheck", lambda queued, refs, results: list(queued))
     done = worker.drain()
     if protected:
         assert (done.sent, done.refused) == (0, 1)

@@ -403,11 +403,7 @@ class ConsentService:
         with self._sessions() as session:
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
-                rows = session.scalars(
-                    select(ConsentRow).where(
-                        or_(ConsentRow.hcp_id.in_(part), ConsentRow.subject.in_(part))
-                    )
-                )
+                rows = connection_of(session).execute(_RECORDS_OF, {"ids": part, "subjects": part})
                 seen: set[int] = set()
                 for row in rows:
                     if row.seq in seen:

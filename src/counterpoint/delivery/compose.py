@@ -28,10 +28,10 @@ from counterpoint.content.render import (
     TemplateError,
     render,
 )
-from counterpoint.delivery.models import OutboxEntry
+from counterpoint.delivery.models import Outbound
 from counterpoint.delivery.tracking import TrackingLinks
 from counterpoint.event.canonical import Channel
-from counterpoint.profile.service import ProfileService, Recipient
+from counterpoint.profile.service import HcpRef, ProfileService, Recipient
 
 __all__ = ["Composer", "ContentBody", "hcp_tokens", "postal_block"]
 
@@ -153,11 +153,11 @@ class Composer:
 
     # --- composing ----------------------------------------------------------------------
     def compose_many(
-        self, entries: Sequence[OutboxEntry]
+        self, entries: Sequence[Outbound], refs: Mapping[str, HcpRef] | None = None
     ) -> tuple[dict[str, OutboundMessage | PermanentDeliveryError], dict[str, Recipient]]:
         """Each entry's message (or why it cannot have one), and the recipients by the
-        entries' HCP ids."""
-        recipients = self._profiles.recipients(e.hcp_id for e in entries)
+        entries' HCP ids (``refs``: those ids resolved already, if the caller has them)."""
+        recipients = self._profiles.recipients((e.hcp_id for e in entries), refs)
         items, fragments = self.content(e.content_id for e in entries if e.content_id)
         out: dict[str, OutboundMessage | PermanentDeliveryError] = {}
         for entry in entries:
@@ -169,7 +169,7 @@ class Composer:
 
     def compose(
         self,
-        entry: OutboxEntry,
+        entry: Outbound,
         recipients: Mapping[str, Recipient],
         items: Mapping[str, ContentBody],
         fragments: Mapping[str, Fragment],
@@ -229,7 +229,7 @@ class Composer:
 
     def _render(
         self,
-        entry: OutboxEntry,
+        entry: Outbound,
         item: ContentBody | None,
         fragments: Mapping[str, Fragment],
         context: RenderContext,
@@ -306,7 +306,7 @@ class Composer:
         return None
 
     def _links_for(
-        self, entry: OutboxEntry, recipient: Recipient, channel: Channel
+        self, entry: Outbound, recipient: Recipient, channel: Channel
     ) -> tuple[dict[str, str], dict[str, str]]:
         market = recipient.ref.market
         needed = consent_channel(channel) or ConsentChannel.EMAIL

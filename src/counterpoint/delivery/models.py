@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from counterpoint.kit.db import Base, UtcDateTime
 
-__all__ = ["OutboxEntry"]
+__all__ = ["Outbound", "OutboxEntry"]
 
 
 class OutboxEntry(Base):
@@ -49,3 +50,29 @@ class OutboxEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """An outbox entry as the worker and the composer read it: a plain value (a claimed
+    pass of entries carries no ORM state), or the action a preview would send."""
+
+    id: str
+    idempotency_key: str
+    channel: str
+    hcp_id: str
+    content_id: str | None
+    purpose: str
+    brand: str | None
+    role: str | None
+    requested_by: str
+    context: dict[str, Any]
+    created_at: dt.datetime
+    adapter: str | None = None
+    attempts: int = 0
+    next_attempt_at: dt.datetime | None = None
+
+    COLUMNS: ClassVar[tuple[str, ...]] = (
+        "id", "idempotency_key", "channel", "hcp_id", "content_id", "purpose", "brand", "role",
+        "requested_by", "context", "created_at", "adapter", "attempts", "next_attempt_at",
+    )  # fmt: skip

@@ -21,7 +21,7 @@ from counterpoint.channel.base import PermanentDeliveryError
 from counterpoint.consent.ledger import Purpose
 from counterpoint.content.models import ContentItem
 from counterpoint.delivery.compose import Composer
-from counterpoint.delivery.models import OutboxEntry
+from counterpoint.delivery.models import Outbound, OutboxEntry
 from counterpoint.delivery.outbox import OutboundAction, enqueue, entry_dict
 from counterpoint.delivery.retry import Status
 from counterpoint.errors import ConflictError, NotFoundError, ValidationFailedError
@@ -240,7 +240,7 @@ class DeliveryService:
         context: dict[str, Any] = {}
         if principal is not None and principal.role in TERRITORY_ROLES:
             context["rep"] = principal.name
-        entry = OutboxEntry(
+        entry = Outbound(
             id="preview",
             idempotency_key="preview",
             channel=channel.value,

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.channel.base import (
@@ -42,7 +42,7 @@ from counterpoint.channel.base import (
 )
 from counterpoint.consent.ledger import Purpose
 from counterpoint.delivery.compose import Composer
-from counterpoint.delivery.models import OutboxEntry
+from counterpoint.delivery.models import Outbound, OutboxEntry
 from counterpoint.delivery.retry import (
     Outcome,
     RetryPolicy,
@@ -59,12 +59,13 @@ from counterpoint.event.log import EventLog
 from counterpoint.kit.clock import Clock
 from counterpoint.policy.access import Role
 from counterpoint.policy.guard_service import CheckRequest, GuardService
-from counterpoint.profile.service import Recipient
+from counterpoint.profile.service import HcpRef, ProfileService, Recipient
 
 __all__ = ["DeliveryWorker", "PassReport"]
 
 _log = logging.getLogger(__name__)
 _SOFT = re.compile(r"^4\d\d$")
+_OUTBOX: Table = OutboxEntry.__table__  # type: ignore[assignment]
 _ACTOR = {
     Role.SALES_REP.value: ActorType.REP,
     Role.KAM.value: ActorType.KAM,
@@ -102,7 +103,7 @@ class _Result:
     deferred: bool = False  # refused for now by timing rules; not an attempt
 
 
-def _request(entry: OutboxEntry) -> CheckRequest:
+def _request(entry: Outbound) -> CheckRequest:
     return CheckRequest(
         hcp_id=entry.hcp_id,
         channel=Channel(entry.channel),
@@ -117,6 +118,7 @@ class DeliveryWorker:
         self,
         sessions: sessionmaker[Session],
         guard: GuardService,
+        profiles: ProfileService,
         composer: Composer,
         routes: Routes,
         context: AdapterContext,
@@ -130,6 +132,7 @@ class DeliveryWorker:
     ) -> None:
         self._sessions = sessions
         self._guard = guard
+        self._profiles = profiles
         self._composer = composer
         self._routes = routes
         self._context = context
@@ -234,7 +237,7 @@ class DeliveryWorker:
                     entry.next_attempt_at = verdict.next_attempt_at or now
             return len(stale)
 
-    def _claim(self, limit: int) -> list[OutboxEntry]:
+    def _claim(self, limit: int) -> list[Outbound]:
         now = self._clock.now()
         with self._sessions.begin() as session:
             query = (
@@ -258,31 +261,32 @@ class DeliveryWorker:
                     break
             if not ids:
                 return []
-            claimed = session.scalars(
-                update(OutboxEntry)
-                .where(OutboxEntry.id.in_(ids), OutboxEntry.status == Status.PENDING.value)
+            claimed = session.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id.in_(ids), _OUTBOX.c.status == Status.PENDING.value)
                 .values(
                     status=Status.SENDING.value,
                     lease_until=now + self._lease,
                     claimed_by=self.name,
-                    attempts=OutboxEntry.attempts + 1,
+                    attempts=_OUTBOX.c.attempts + 1,
                     updated_at=now,
                 )
-                .returning(OutboxEntry)
-                .execution_options(synchronize_session=False)
+                .returning(*(_OUTBOX.c[name] for name in Outbound.COLUMNS))
             ).all()
-        return sorted(claimed, key=lambda e: (e.next_attempt_at, e.id))
+        entries = [Outbound(*row) for row in claimed]
+        return sorted(entries, key=lambda e: (e.next_attempt_at or now, e.id))
 
     # --- guard, compose, send -------------------------------------------------------------
     def _deliver(
-        self, entries: Sequence[OutboxEntry]
+        self, entries: Sequence[Outbound]
     ) -> tuple[dict[str, _Result], dict[str, Recipient]]:
         results: dict[str, _Result] = {}
-        allowed = self._recheck(entries, results)
+        refs = self._profiles.resolve_many(e.hcp_id for e in entries)  # guard and composer
+        allowed = self._recheck(entries, refs, results)
         if not allowed:
             return results, {}
         by_id = {e.id: e for e in allowed}
-        messages, recipients = self._composer.compose_many(allowed)
+        messages, recipients = self._composer.compose_many(allowed, refs)
         batches: dict[str, list[OutboundMessage]] = defaultdict(list)
         for entry in allowed:
             composed = messages[entry.id]
@@ -313,20 +317,23 @@ class DeliveryWorker:
         return results, recipients
 
     def _recheck(
-        self, entries: Sequence[OutboxEntry], results: dict[str, _Result]
-    ) -> list[OutboxEntry]:
+        self,
+        entries: Sequence[Outbound],
+        refs: Mapping[str, HcpRef],
+        results: dict[str, _Result],
+    ) -> list[Outbound]:
         """The guard, now, as each entry's role. Refusals that time will lift defer the entry;
         others close it, and only those are recorded as ``refused`` events (once)."""
         now = self._clock.now()
-        by_role: dict[str | None, list[OutboxEntry]] = defaultdict(list)
+        by_role: dict[str | None, list[Outbound]] = defaultdict(list)
         for entry in entries:
             by_role[entry.role].append(entry)
-        allowed: list[OutboxEntry] = []
+        allowed: list[Outbound] = []
         for role, group in by_role.items():
             decisions = self._guard.check_many(
-                [_request(e) for e in group], role=Role(role) if role else None
+                [_request(e) for e in group], role=Role(role) if role else None, refs=refs
             )
-            final: list[OutboxEntry] = []
+            final: list[Outbound] = []
             for entry, decision in zip(group, decisions, strict=True):
                 if decision.allowed:
                     allowed.append(entry)
@@ -348,6 +355,7 @@ class DeliveryWorker:
                     role=Role(role) if role else None,
                     actor=final[0].requested_by if role else None,
                     record_refusal=True,
+                    refs=refs,
                 )
         return allowed
 
@@ -364,7 +372,7 @@ class DeliveryWorker:
             return [TransientDeliveryError(reason, code="adapter_error") for _ in batch]
         return outcomes
 
-    def _failed(self, entry: OutboxEntry, error: DeliveryError, adapter: str | None) -> _Result:
+    def _failed(self, entry: Outbound, error: DeliveryError, adapter: str | None) -> _Result:
         now = self._clock.now()
         outcome = (
             Outcome.PERMANENT if isinstance(error, PermanentDeliveryError) else Outcome.TRANSIENT
@@ -385,7 +393,7 @@ class DeliveryWorker:
     # --- recording ------------------------------------------------------------------------
     def _finish(
         self,
-        entries: Sequence[OutboxEntry],
+        entries: Sequence[Outbound],
         results: Mapping[str, _Result],
         recipients: Mapping[str, Recipient],
         report: PassReport,
@@ -428,12 +436,22 @@ class DeliveryWorker:
             self._log.append(events)
             if self._settle is not None:
                 self._settle()
+        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:  # one executemany per set of columns written
+            shapes[tuple(row)].append({f"v_{k}": v for k, v in row.items()})
         with self._sessions.begin() as session:
-            session.execute(update(OutboxEntry), rows)
+            connection = session.connection()
+            for names, params in shapes.items():
+                statement = (
+                    update(_OUTBOX)
+                    .where(_OUTBOX.c.id == bindparam("v_id"))
+                    .values({n: bindparam(f"v_{n}") for n in names if n != "id"})
+                )
+                connection.execute(statement, params)
 
     @staticmethod
     def _events(
-        entry: OutboxEntry, result: _Result, recipient: Recipient | None, now: dt.datetime
+        entry: Outbound, result: _Result, recipient: Recipient | None, now: dt.datetime
     ) -> list[LogEvent]:
         subject = recipient.ref.subject if recipient else None
         if subject is None or recipient is None:

@@ -176,11 +176,17 @@ class GuardService:
         viewer: Principal | None = None,
         actor: str | None = None,
         record_refusal: bool = False,
+        refs: Mapping[str, HcpRef] | None = None,
     ) -> list[Decision]:
-        """Decisions for many candidates: bulk loads, then the vectorised kernel."""
+        """Decisions for many candidates: bulk loads, then the vectorised kernel.
+
+        ``refs``: the requests' HCPs as ``ProfileService.resolve_many`` answered for the same
+        ``viewer``, when the caller resolved them already (for the guard and a composer alike).
+        """
         now = self._clock.now()
-        refs = self._profiles.resolve_many((r.hcp_id for r in requests), viewer)
-        unique = {ref.id: ref for ref in refs.values()}
+        if refs is None:
+            refs = self._profiles.resolve_many((r.hcp_id for r in requests), viewer)
+        unique = {ref.id: ref for r in requests if (ref := refs.get(r.hcp_id)) is not None}
         consents = self._consents.records_of_many(unique.values())
         policies = {ref.id: self._contact.policy(ref.market) for ref in unique.values()}
         since = min(

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -370,10 +370,13 @@ class ProfileService:
                     break
         return out
 
-    def recipients(self, hcp_ids: Iterable[str]) -> dict[str, Recipient]:
+    def recipients(
+        self, hcp_ids: Iterable[str], refs: Mapping[str, HcpRef] | None = None
+    ) -> dict[str, Recipient]:
         """Requested id → the live HCP's recipient details, in bulk (unknown and erased ids
-        are absent)."""
-        refs = self.resolve_many(hcp_ids)
+        are absent). ``refs``: ``resolve_many`` of the same ids, if the caller has it."""
+        if refs is None:
+            refs = self.resolve_many(hcp_ids)
         live = {ref.id for ref in refs.values()}
         with self._sessions() as session:
             repo = ProfileRepository(session)
