@@ -956,7 +956,6 @@ class JourneyEventConsumer(LogConsumer):
     """Reads the log behind the profile projector and moves journeys by interactions."""
 
     name = CONSUMER_NAME
-    chunk_size = 5_000
 
     def __init__(
         self,
