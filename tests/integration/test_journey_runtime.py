@@ -5,6 +5,7 @@ guard and outbox → status, with the log events a step writes; every "never" ha
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from typing import Any
 
@@ -27,7 +28,12 @@ from counterpoint.journey.models import (
     JourneyTransition,
 )
 from counterpoint.journey.repository import JourneyRepository
-from counterpoint.journey.runtime import enrollment_id, logged_event, new_enrollment
+from counterpoint.journey.runtime import (
+    JourneyEventConsumer,
+    enrollment_id,
+    logged_event,
+    new_enrollment,
+)
 from counterpoint.journey.service import JourneyForbiddenError
 from counterpoint.kit.clock import FixedClock
 from counterpoint.policy.access import Principal, Role
@@ -773,3 +779,57 @@ def test_entering_builds_each_row_in_the_database_as_the_runtime_would(
     ]
     assert rows == sorted(expected, key=lambda r: r["id"])
     assert rows[2]["id"] == enrollment_id("j-a", "hcp-3", 2) == "j-a:hcp-3:2"
+
+
+def _lock_free_between_chunks(world: Container) -> list[bool]:
+    """Replays three events one chunk at a time; after each chunk, whether another thread
+    (a timer pass) could take the runtime's lock."""
+    add_hcps(world, 3)
+    publish(world, WEBINAR)
+    for i in range(3):
+        attended(world, i, NOW)
+    world.catch_up()  # the profile projector first: the journey consumer follows it
+    consumer = world.journey_runtime.consumer
+    consumer.chunk_size = 1
+    free: list[bool] = []
+
+    def other_thread_can_lock(_read: int) -> None:
+        got: list[bool] = []
+
+        def take() -> None:
+            ok = world.journey_runtime.lock.acquire(timeout=0.2)
+            if ok:
+                world.journey_runtime.lock.release()
+            got.append(ok)
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        thread.join()
+        free.append(got[0])
+
+    read = consumer.catch_up(progress=other_thread_can_lock)
+    assert read >= 3  # the attendances, after the HCPs' own events
+    assert len(free) == read  # one chunk per event
+    return free
+
+
+def test_a_long_replay_lets_timers_run_between_its_chunks(world: Container) -> None:
+    free = _lock_free_between_chunks(world)
+    assert free == [True] * len(free)
+    world.journey_runtime.drain()  # the three who attended entered, one chunk each
+    assert len(outbox(world)) == 3
+
+
+def test_negative_control_a_replay_holding_the_lock_throughout_keeps_timers_out(
+    world: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = world.journey_runtime
+    real = JourneyEventConsumer.catch_up
+
+    def held_throughout(self: JourneyEventConsumer, progress: Any = None) -> int:
+        with runtime.lock:
+            return real(self, progress)
+
+    monkeypatch.setattr(JourneyEventConsumer, "catch_up", held_throughout)
+    held = _lock_free_between_chunks(world)
+    assert held == [False] * len(held)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -71,8 +71,3 @@ class Outbound:
     adapter: str | None = None
     attempts: int = 0
     next_attempt_at: dt.datetime | None = None
-
-    COLUMNS: ClassVar[tuple[str, ...]] = (
-        "id", "idempotency_key", "channel", "hcp_id", "content_id", "purpose", "brand", "role",
-        "requested_by", "context", "created_at", "adapter", "attempts", "next_attempt_at",
-    )  # fmt: skip

@@ -17,6 +17,7 @@ One pass (``run_once``):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -66,6 +67,8 @@ __all__ = ["DeliveryWorker", "PassReport"]
 _log = logging.getLogger(__name__)
 _SOFT = re.compile(r"^4\d\d$")
 _OUTBOX: Table = OutboxEntry.__table__  # type: ignore[assignment]
+_CLAIMED = tuple(_OUTBOX.c[f.name] for f in dataclasses.fields(Outbound))
+"""The columns a claim returns, in the order of ``Outbound``'s fields."""
 _ACTOR = {
     Role.SALES_REP.value: ActorType.REP,
     Role.KAM.value: ActorType.KAM,
@@ -271,7 +274,7 @@ class DeliveryWorker:
                     attempts=_OUTBOX.c.attempts + 1,
                     updated_at=now,
                 )
-                .returning(*(_OUTBOX.c[name] for name in Outbound.COLUMNS))
+                .returning(*_CLAIMED)
             ).all()
         entries = [Outbound(*row) for row in claimed]
         return sorted(entries, key=lambda e: (e.next_attempt_at or now, e.id))

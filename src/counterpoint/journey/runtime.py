@@ -972,33 +972,44 @@ class JourneyEventConsumer(LogConsumer):
         """Per journey version: does any version wait for an event; the actions it hears."""
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply the log up to the profile projector's position (identities are known)."""
+        """Apply the log up to the profile projector's position (identities are known).
+
+        The runtime's lock is taken per chunk, so timers run between the chunks of a long
+        backlog instead of waiting for all of it."""
         applied = 0
-        with self._lock, self._runtime.lock:
+        with self._lock:
             while True:
-                bound = self._projected()
-                self._moved = []
-                with self._sessions.begin() as session:
-                    position = self._hold(session)
-                    if position >= bound:
-                        break
-                    table = self._log.read_after(position, self.chunk_size)
-                    table = table.filter(pc.less_equal(table.column("seq"), bound))
-                    if table.num_rows == 0:
-                        break
-                    self.apply(session, table)
-                    last = int(table.column("seq")[-1].as_py())
-                    session.execute(
-                        update(ConsumerCheckpoint)
-                        .where(ConsumerCheckpoint.name == self.name)
-                        .values(position=last)
-                    )
-                applied += table.num_rows
-                for batch in self._moved:
-                    self._runtime.after(batch)
+                with self._runtime.lock:
+                    read = self._one_chunk()
+                if read == 0:
+                    break
+                applied += read
                 if progress is not None:
-                    progress(table.num_rows)
+                    progress(read)
         return applied
+
+    def _one_chunk(self) -> int:
+        """Apply the next chunk in one transaction with the checkpoint; 0 when caught up."""
+        bound = self._projected()
+        self._moved = []
+        with self._sessions.begin() as session:
+            position = self._hold(session)
+            if position >= bound:
+                return 0
+            table = self._log.read_after(position, self.chunk_size)
+            table = table.filter(pc.less_equal(table.column("seq"), bound))
+            if table.num_rows == 0:
+                return 0
+            self.apply(session, table)
+            last = int(table.column("seq")[-1].as_py())
+            session.execute(
+                update(ConsumerCheckpoint)
+                .where(ConsumerCheckpoint.name == self.name)
+                .values(position=last)
+            )
+        for batch in self._moved:
+            self._runtime.after(batch)
+        return int(table.num_rows)
 
     def _hold(self, session: Session) -> int:
         """The checkpoint, written first: the transaction holds it (and, on SQLite, the
