@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 from sqlalchemy import Engine
@@ -29,7 +31,7 @@ from counterpoint.event.duckdb_log import DuckDBEventLog
 from counterpoint.event.keys import WriteKeys
 from counterpoint.event.log import EventLog
 from counterpoint.event.postgres_log import PostgresEventLog
-from counterpoint.event.service import IngestService
+from counterpoint.event.service import ImportReport, IngestService
 from counterpoint.journey.analytics import JourneyAnalytics
 from counterpoint.journey.context import SystemContext
 from counterpoint.journey.oracle import World
@@ -112,6 +114,58 @@ class Container:
         for consumer in self.consumers:
             applied += consumer.catch_up()
         return applied
+
+    def import_events(
+        self,
+        path: Path,
+        *,
+        progress: Callable[[int], None] | None = None,
+        profiles: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Bulk import of an interaction file with the profile update.
+
+        The projector follows the append in a second thread (the append spends most of its
+        time inside DuckDB, which releases the interpreter lock), then catches up on the
+        rest. ``progress`` counts rows read; ``profiles`` counts the events the projector
+        applied, in both phases. Where the projector already runs in the background (the API
+        process), that thread applies the events and is only woken as chunks land.
+        """
+        landed, finished = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+
+        def advanced(rows: int) -> None:
+            landed.set()
+            self.projector.wake()
+            if progress is not None:
+                progress(rows)
+
+        if self.projector.running:
+            report = self.ingest.import_file(path, progress=advanced)
+            self.projector.catch_up(profiles)
+            return report
+
+        def follow() -> None:
+            while not finished.is_set():
+                landed.wait(timeout=0.5)
+                landed.clear()
+                try:
+                    self.projector.catch_up(profiles)
+                except BaseException as exc:  # re-raised by the importing thread
+                    failures.append(exc)
+                    return
+
+        follower = threading.Thread(target=follow, name="import-profiles", daemon=True)
+        follower.start()
+        try:
+            report = self.ingest.import_file(path, progress=advanced)
+        finally:
+            finished.set()
+            landed.set()
+            follower.join()
+        if failures:
+            raise failures[0]
+        self.projector.catch_up(profiles)
+        return report
 
     def start_background(self) -> None:
         """Start the writer and the log consumers (the API process does this)."""

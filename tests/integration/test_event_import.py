@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from counterpoint.container import Container
 from counterpoint.kit.files import read_chunks
+from counterpoint.profile.identifiers import npi_is_valid
 
 HEADER = ["message_id", "user_id", "channel", "action", "timestamp", "brand"]
 
@@ -88,3 +90,80 @@ def test_ndjson_read_columnar_or_by_line_gives_the_same_result(
     assert (second.accepted, second.duplicates, second.quarantined) == (0, 24, 2)
     assert sorted({e.row for e in first.errors}) == [4, 18]
     assert sorted({e.row for e in second.errors}) == [4, 19]
+
+
+def _npi(n: int) -> str:
+    base = f"{912350000 + n:09d}"
+    return next(base + d for d in "0123456789" if npi_is_valid(base + d))
+
+
+def _calls(path: Path, hcps: int, per_hcp: int) -> Path:
+    """``hcps`` HCPs with ``per_hcp`` calls each, plus one row with an unknown channel."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for h in range(hcps):
+            for c in range(per_hcp):
+                writer.writerow([f"c{h}-{c}", f"npi:{_npi(h)}", "f2f_call", "call_completed",
+                                 f"2026-11-{10 + c:02d}T09:00:00Z", "B"])  # fmt: skip
+        writer.writerow(["bad", f"npi:{_npi(0)}", "carrier_pigeon", "x", "2026-11-20", "B"])
+    return path
+
+
+def _calls_of(container: Container, n: int) -> int:
+    hcp_id = container.profiles.find_by_identifier(f"npi:{_npi(n)}")
+    assert hcp_id is not None
+    engagement = container.profiles.get_hcp(hcp_id)["engagement"]
+    return int(engagement["channels"]["f2f_call"]["events"]["90d"])
+
+
+def test_import_events_updates_profiles_with_the_projector_following(
+    container: Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _calls(tmp_path / "calls.csv", hcps=30, per_hcp=5)
+    real = container.ingest.import_file
+    monkeypatch.setattr(  # small chunks, so the projector has something to follow
+        container.ingest, "import_file", lambda p, **kw: real(p, chunk_rows=20, **kw)
+    )
+    rows: list[int] = []
+    applied: list[int] = []
+    report = container.import_events(path, progress=rows.append, profiles=applied.append)
+    assert (report.rows, report.accepted, report.quarantined) == (151, 150, 1)
+    assert sum(rows) == 151
+    assert len(rows) == 8  # one call per chunk landed
+    assert sum(applied) == 150  # every accepted event reached the profiles, once
+    assert container.projector.position() == container.log.head()
+    assert not container.projector.running  # the follower is gone
+    assert [_calls_of(container, n) for n in (0, 29)] == [5, 5]
+
+
+def test_import_events_beside_a_running_projector_leaves_it_running(
+    container: Container, tmp_path: Path
+) -> None:
+    path = _calls(tmp_path / "calls.csv", hcps=3, per_hcp=2)
+    container.projector.start()
+    try:
+        report = container.import_events(path)
+        assert report.accepted == 6
+        assert container.projector.running
+        assert container.projector.position() == container.log.head()
+        assert _calls_of(container, 2) == 2
+    finally:
+        container.projector.stop()
+
+
+def test_a_failing_profile_update_fails_the_import_and_keeps_the_log(
+    container: Container, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _calls(tmp_path / "calls.csv", hcps=3, per_hcp=2)
+
+    def broken(progress: object = None) -> int:
+        raise RuntimeError("profile store unavailable")
+
+    monkeypatch.setattr(container.projector, "catch_up", broken)
+    with pytest.raises(RuntimeError, match="profile store unavailable"):
+        container.import_events(path)
+    assert container.log.count() == 6  # appended and kept; the projector resumes from there
+    monkeypatch.undo()
+    assert container.projector.catch_up() == 6
+    assert _calls_of(container, 0) == 2

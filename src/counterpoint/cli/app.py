@@ -269,9 +269,10 @@ def _import(built: Container, kind: str, path: Path) -> None:
             bar.advance(task, n)
 
         if kind == "events":
-            report = built.ingest.import_file(path, progress=advance)
-            bar.update(task, description=f"profiles {path.name}", completed=0, total=None)
-            built.projector.catch_up(advance)
+            profiles = bar.add_task(f"profiles {path.name}", total=None)
+            report = built.import_events(
+                path, progress=advance, profiles=lambda n: bar.advance(profiles, n)
+            )
             for consumer in built.consumers:
                 consumer.catch_up()
             console.print(

@@ -96,6 +96,11 @@ class LogConsumer(abc.ABC):
     def wake(self, _position: int = 0) -> None:
         self._wake.set()
 
+    @property
+    def running(self) -> bool:
+        """Whether its thread follows the log (``start``)."""
+        return self._thread is not None
+
     def start(self) -> None:
         if self._thread is None:
             self._stop.clear()
