@@ -254,6 +254,15 @@ def _copy_table_bytes(db: Path, rows: list[tuple[Any, ...]]) -> tuple[float, int
     return took, _db_bytes(db) - before
 
 
+def _timed_passes(runtime: Any) -> tuple[int, float]:
+    """Scheduler passes until none moves anything: the steps taken and the seconds."""
+    start = time.perf_counter()
+    steps = 0
+    while n := runtime.run_timers():
+        steps += n
+    return steps, time.perf_counter() - start
+
+
 def measure_in_process(root: Path, hcps: int, journeys: int) -> dict[str, Any]:
     from counterpoint.container import open_container
     from counterpoint.journey.engine import Timer, advance
@@ -300,19 +309,11 @@ def measure_in_process(root: Path, hcps: int, journeys: int) -> dict[str, Any]:
         with built.engine.begin() as conn:  # the copy journey's rows wait out of the way
             conn.exec_driver_sql("UPDATE journey SET status = 'paused' WHERE id = 'bench-copy'")
 
-        start = time.perf_counter()
-        steps = 0
-        while n := runtime.run_timers():
-            steps += n
-        out["start_steps"], out["start_s"] = steps, time.perf_counter() - start
+        out["start_steps"], out["start_s"] = _timed_passes(runtime)
 
         clock.advance(dt.timedelta(hours=1, minutes=1))
-        start = time.perf_counter()
-        steps = 0
-        while n := runtime.run_timers():
-            steps += n
-        out["timer_steps"], out["timer_s"] = steps, time.perf_counter() - start
-        assert steps == hcps, (steps, hcps)
+        out["timer_steps"], out["timer_s"] = _timed_passes(runtime)
+        assert out["timer_steps"] == hcps, (out["timer_steps"], hcps)
         out["rss_bytes"] = (_rss() - rss_before) / hcps
 
         # baseline: the pure rule over the same states, in memory
@@ -362,18 +363,10 @@ def _many_journeys(built: Any, clock: Any, hcps: int, journeys: int) -> dict[str
     for j, (journey_id, document) in enumerate(documents.items()):
         runtime.enroll(journey_id, 1, document, ids[j::journeys], clock.now())
     out["many_insert_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    steps = 0
-    while n := runtime.run_timers():
-        steps += n
-    out["many_start_steps"], out["many_start_s"] = steps, time.perf_counter() - start
+    out["many_start_steps"], out["many_start_s"] = _timed_passes(runtime)
     clock.advance(dt.timedelta(hours=1, minutes=1))
-    start = time.perf_counter()
-    steps = 0
-    while n := runtime.run_timers():
-        steps += n
-    out["many_timer_steps"], out["many_timer_s"] = steps, time.perf_counter() - start
-    assert steps == hcps, (steps, hcps)
+    out["many_timer_steps"], out["many_timer_s"] = _timed_passes(runtime)
+    assert out["many_timer_steps"] == hcps, (out["many_timer_steps"], hcps)
     with built.engine.begin() as conn:  # their rows wait out of the way of what follows
         conn.exec_driver_sql("UPDATE journey SET status = 'paused' WHERE id LIKE 'bench-m%'")
     return out

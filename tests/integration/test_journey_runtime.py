@@ -655,22 +655,26 @@ def _journey_rows(container: Container, *ids: str) -> None:
             )  # fmt: skip
 
 
-def test_due_timers_are_read_per_journey_earliest_first(container: Container) -> None:
-    """The scheduler's read: only the journeys asked for (a paused one is left out, and its
-    due rows are never scanned), earliest first across journeys, at most ``limit``."""
-    _journey_rows(container, "j-a", "j-b", "j-paused")
+def _timers(container: Container, due_in: dict[str, list[int]]) -> None:
+    """Waiting enrollments per journey, each due so many minutes after ``NOW``."""
     rows = []
-    for journey_id, minutes in (
-        ("j-a", [5, 50, 500]),
-        ("j-b", [1, 30, 90]),
-        ("j-paused", [0, 2, 3]),  # earliest of all, but paused
-    ):
+    for journey_id, minutes in due_in.items():
         for n, m in enumerate(minutes):
             row = new_enrollment(journey_id, 1, f"hcp-{journey_id}-{n}", 1, "entry", NOW)
             row["wake_at"] = NOW + dt.timedelta(minutes=m)
             rows.append(row)
     with container.sessions.begin() as session:
         JourneyRepository(session).insert_enrollments(rows)
+
+
+def test_due_timers_are_read_per_journey_earliest_first(container: Container) -> None:
+    """The scheduler's read: only the journeys asked for (a paused one is left out, and its
+    due rows are never scanned), earliest first across journeys, at most ``limit``."""
+    _journey_rows(container, "j-a", "j-b", "j-paused")
+    _timers(
+        container,
+        {"j-a": [5, 50, 500], "j-b": [1, 30, 90], "j-paused": [0, 2, 3]},  # paused: earliest
+    )
     at = NOW + dt.timedelta(minutes=100)  # the 500-minute timer is not due yet
     with container.sessions() as session:
         repo = JourneyRepository(session)
@@ -692,14 +696,7 @@ def test_due_timers_are_shared_so_a_backlog_does_not_starve_another_journey(
     """A journey with a backlog of due timers gets what the others leave, not the whole
     pass: the later timer of a small journey is read in the same pass."""
     _journey_rows(container, "j-big", "j-small")
-    rows = []
-    for journey_id, minutes in (("j-big", list(range(10))), ("j-small", [50])):
-        for n, m in enumerate(minutes):
-            row = new_enrollment(journey_id, 1, f"hcp-{journey_id}-{n}", 1, "entry", NOW)
-            row["wake_at"] = NOW + dt.timedelta(minutes=m)
-            rows.append(row)
-    with container.sessions.begin() as session:
-        JourneyRepository(session).insert_enrollments(rows)
+    _timers(container, {"j-big": list(range(10)), "j-small": [50]})
     with container.sessions() as session:
         found = JourneyRepository(session).due(
             NOW + dt.timedelta(hours=1), 4, journeys=["j-big", "j-small"]
@@ -718,14 +715,7 @@ def test_a_pass_gives_each_journey_at_least_its_least_in_the_order_given(
     """With ``least``, a pass steps a few journeys (in the caller's order, which the runtime
     turns between passes) rather than a few rows of each."""
     _journey_rows(container, "j-a", "j-b", "j-c")
-    rows = []
-    for journey_id in ("j-a", "j-b", "j-c"):
-        for n in range(5):
-            row = new_enrollment(journey_id, 1, f"hcp-{journey_id}-{n}", 1, "entry", NOW)
-            row["wake_at"] = NOW + dt.timedelta(minutes=n)
-            rows.append(row)
-    with container.sessions.begin() as session:
-        JourneyRepository(session).insert_enrollments(rows)
+    _timers(container, {j: list(range(5)) for j in ("j-a", "j-b", "j-c")})
     at = NOW + dt.timedelta(hours=1)
     with container.sessions() as session:
         repo = JourneyRepository(session)
