@@ -11,6 +11,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 from tests.conftest import NOW, TEST_ACTOR
 from typer.testing import CliRunner
@@ -18,11 +21,21 @@ from typer.testing import CliRunner
 from counterpoint.cli.app import app
 from counterpoint.consent.ledger import Purpose
 from counterpoint.container import Container
-from counterpoint.event.canonical import Action, ActorType, Channel, EventKind, Function, LogEvent
+from counterpoint.event.arrow import events_to_arrow
+from counterpoint.event.canonical import (
+    TOUCH_ACTIONS,
+    Action,
+    ActorType,
+    Channel,
+    EventKind,
+    Function,
+    LogEvent,
+)
 from counterpoint.policy.access import Role
 from counterpoint.policy.contact_service import PreferenceSource
 from counterpoint.policy.guard_service import CheckRequest
 from counterpoint.policy.policy_models import TouchDayRow, TouchLast
+from counterpoint.policy.touches import TouchCounter, is_promotional, reported_minutes
 
 NPI = "npi:1234567893"
 COUNTERPOINT = str(Path(sys.executable).with_name("counterpoint"))
@@ -275,3 +288,83 @@ def test_commands_name_the_field_on_bad_input(tmp_path: Path) -> None:
     result = subprocess.run(dnc, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 2
     assert "field: HCP" in result.stderr
+
+
+_SUBJECTS = st.sampled_from([NPI, EMAIL, "crm:C-1"])
+_TOUCHY = st.sampled_from([*sorted(TOUCH_ACTIONS), Action.OPENED, Action.REFUSED])
+
+
+@st.composite
+def _touch_events(draw: st.DrawFn) -> LogEvent:
+    props: dict[str, Any] = {}
+    duration = draw(st.one_of(st.none(), st.integers(-5, 2000), st.floats(0, 90), st.just("x")))
+    if duration is not None:
+        props[draw(st.sampled_from(["duration_min", "duration_minutes"]))] = duration
+    return replace(
+        _ev(
+            draw(_SUBJECTS),
+            draw(st.floats(0, 24 * 10)),
+            draw(st.sampled_from(list(Channel))),
+            draw(_TOUCHY),
+            brand=draw(st.sampled_from([None, "ZEN", "CMX"])),
+            **props,
+        ),
+        function=draw(st.sampled_from([None, *Function])),
+        actor_type=draw(st.sampled_from([None, *ActorType])),
+    )
+
+
+def _expected(events: list[LogEvent]) -> tuple[dict[Any, list[float]], dict[Any, dt.datetime]]:
+    """The touch counter's definition, one event at a time."""
+    days: dict[Any, list[float]] = {}
+    last: dict[Any, dt.datetime] = {}
+    for e in events:
+        if e.action not in TOUCH_ACTIONS or e.channel is None:
+            continue
+        at = e.occurred_at.astimezone(dt.UTC)
+        cell = days.setdefault((e.subject, at.date(), e.channel.value, e.brand or ""), [0, 0, 0, 0])
+        cell[0] += 1
+        minutes = reported_minutes(e.payload["properties"])
+        if minutes is not None:
+            cell[1] += 1
+            cell[2] += minutes
+        cell[3] += is_promotional(
+            e.function.value if e.function else None,
+            e.channel,
+            e.actor_type.value if e.actor_type else None,
+        )
+        key = (e.subject, e.channel.value)
+        last[key] = max(last.get(key, at), at)
+    return days, last
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=st.lists(_touch_events(), max_size=40), cut=st.integers(0, 40))
+def test_counting_in_arrow_matches_the_per_event_definition(
+    container: Container, events: list[LogEvent], cut: int
+) -> None:
+    """Touches aggregated column-wise equal the definition applied event by event, however the
+    events are split into chunks (each example rolls back)."""
+    counter = TouchCounter(container.sessions, container.log, container.clock)
+    with container.sessions() as session:
+        for part in (events[:cut], events[cut:]):
+            counter.apply(session, events_to_arrow(part))
+        got_days = {
+            (r.subject, r.day, r.channel, r.brand): [
+                r.touches, r.reported_touches, r.reported_minutes, r.promotional
+            ]
+            for r in session.scalars(select(TouchDayRow))
+        }  # fmt: skip
+        got_last = {(r.subject, r.channel): r.last_at for r in session.scalars(select(TouchLast))}
+        session.rollback()
+    days, last = _expected(events)
+    assert got_days.keys() == days.keys()
+    for key, cell in days.items():
+        assert got_days[key][:2] == cell[:2], key
+        assert got_days[key][3] == cell[3], key
+        assert got_days[key][2] == pytest.approx(cell[2]), key
+    assert {
+        k: v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v for k, v in got_last.items()
+    } == last

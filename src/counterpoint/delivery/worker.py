@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from counterpoint.channel.base import (
@@ -58,6 +58,7 @@ from counterpoint.errors import CounterpointError
 from counterpoint.event.canonical import Action, ActorType, Channel, EventKind, Function, LogEvent
 from counterpoint.event.log import EventLog
 from counterpoint.kit.clock import Clock
+from counterpoint.kit.db import fast_update
 from counterpoint.policy.access import Role
 from counterpoint.policy.guard_service import CheckRequest, GuardService
 from counterpoint.profile.service import HcpRef, ProfileService, Recipient
@@ -439,18 +440,13 @@ class DeliveryWorker:
             self._log.append(events)
             if self._settle is not None:
                 self._settle()
-        shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for row in rows:  # one executemany per set of columns written
-            shapes[tuple(row)].append({f"v_{k}": v for k, v in row.items()})
+        shapes: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
+        for row in rows:  # one executemany per set of columns written, the id last
+            entry_id = row.pop("id")
+            shapes[tuple(row)].append((*row.values(), entry_id))
         with self._sessions.begin() as session:
-            connection = session.connection()
             for names, params in shapes.items():
-                statement = (
-                    update(_OUTBOX)
-                    .where(_OUTBOX.c.id == bindparam("v_id"))
-                    .values({n: bindparam(f"v_{n}") for n in names if n != "id"})
-                )
-                connection.execute(statement, params)
+                fast_update(session, _OUTBOX.name, names, params, key="id")
 
     @staticmethod
     def _events(

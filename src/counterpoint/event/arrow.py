@@ -49,33 +49,39 @@ LOG_SCHEMA = pa.schema(
 assert tuple(LOG_SCHEMA.names) == LOG_COLUMNS
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def _dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODE(payload)  # one encoder for every call (``json.dumps`` builds one per call)
 
 
 def events_to_arrow(events: Sequence[LogEvent]) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name in LOG_COLUMNS}
-    for e in events:
-        cols["message_id"].append(e.message_id)
-        cols["kind"].append(e.kind.value)
-        cols["subject"].append(e.subject)
-        cols["occurred_at"].append(e.occurred_at)
-        cols["received_at"].append(e.received_at)
-        cols["source"].append(e.source)
-        cols["channel"].append(e.channel.value if e.channel else None)
-        cols["action"].append(e.action.value if e.action else None)
-        cols["event_name"].append(e.event_name)
-        cols["anonymous_id"].append(e.anonymous_id)
-        cols["brand"].append(e.brand)
-        cols["content_id"].append(e.content_id)
-        cols["slide"].append(e.slide)
-        cols["actor_type"].append(e.actor_type.value if e.actor_type else None)
-        cols["actor_id"].append(e.actor_id)
-        cols["function"].append(e.function.value if e.function else None)
-        cols["market"].append(e.market)
-        cols["payload"].append(_dumps(e.payload))
-        cols["synthetic"].append(e.synthetic)
-    return pa.Table.from_pydict(cols, schema=LOG_SCHEMA)
+    # column by column; the enums are ``StrEnum`` members, which Arrow takes as strings
+    return pa.Table.from_arrays(
+        [
+            pa.array([e.message_id for e in events], pa.string()),
+            pa.array([e.kind for e in events], pa.string()),
+            pa.array([e.subject for e in events], pa.string()),
+            pa.array([e.occurred_at for e in events], _TS),
+            pa.array([e.received_at for e in events], _TS),
+            pa.array([e.source for e in events], pa.string()),
+            pa.array([e.channel for e in events], pa.string()),
+            pa.array([e.action for e in events], pa.string()),
+            pa.array([e.event_name for e in events], pa.string()),
+            pa.array([e.anonymous_id for e in events], pa.string()),
+            pa.array([e.brand for e in events], pa.string()),
+            pa.array([e.content_id for e in events], pa.string()),
+            pa.array([e.slide for e in events], pa.string()),
+            pa.array([e.actor_type for e in events], pa.string()),
+            pa.array([e.actor_id for e in events], pa.string()),
+            pa.array([e.function for e in events], pa.string()),
+            pa.array([e.market for e in events], pa.string()),
+            pa.array([_ENCODE(e.payload) for e in events], pa.string()),
+            pa.array([e.synthetic for e in events], pa.bool_()),
+        ],
+        schema=LOG_SCHEMA,
+    )
 
 
 def _opt(enum_type: Any, value: str | None) -> Any:

@@ -21,6 +21,8 @@ __all__ = [
     "Reader",
     "UtcDateTime",
     "connection_of",
+    "fast_update",
+    "fast_upsert",
     "make_engine",
     "make_sessionmaker",
     "transaction",
@@ -159,14 +161,40 @@ def fast_upsert(
     )
     if where_sql:
         sql += f" WHERE {where_sql}"
+    _executemany(conn, sql, rows)
+
+
+def fast_update(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    key: str,
+) -> None:
+    """``UPDATE table SET columns... WHERE key = ?`` for many rows through the driver's
+    ``executemany``. Each row holds the new values in ``columns`` order, then the key."""
+    if not rows:
+        return
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    assignments = ", ".join(f"{c} = {mark}" for c in columns)
+    _executemany(conn, f"UPDATE {table} SET {assignments} WHERE {key} = {mark}", rows)
+
+
+def _executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     if conn.dialect.name == "sqlite":
-        temporal = [i for i, v in enumerate(rows[0]) if isinstance(v, dt.date)]
-        if temporal:
-            converted = [list(row) for row in rows]
-            for row in converted:
-                for i in temporal:
-                    row[i] = _sqlite_value(row[i])
-            rows = converted
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        temporal = [
+            i
+            for i, column in enumerate(columns)
+            if column.count(None) < len(column)  # an all-None column is not scanned
+            and isinstance(next(v for v in column if v is not None), dt.date)
+        ]
+        if temporal:  # column by column: one converter per column, not per cell
+            for i in temporal:
+                columns[i] = [None if v is None else _sqlite_value(v) for v in columns[i]]
+            rows = list(zip(*columns, strict=True))
     raw = conn.connection.driver_connection
     assert raw is not None
     cursor = raw.cursor()
@@ -181,7 +209,7 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.isoformat(" ", "microseconds")  # "%Y-%m-%d %H:%M:%S.%f", faster
     if isinstance(value, dt.date):
         return value.isoformat()
     return value

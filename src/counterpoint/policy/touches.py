@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import defaultdict
 from typing import Any
 
 import pyarrow as pa
@@ -40,8 +39,11 @@ from counterpoint.policy.policy_models import (
 
 __all__ = ["TouchCounter", "is_promotional", "reported_minutes"]
 
-_WANTED = sorted({a.value for a in TOUCH_ACTIONS} | {Action.BOUNCED.value})
-_TOUCH = frozenset(a.value for a in TOUCH_ACTIONS)
+_WANTED = pa.array(sorted({a.value for a in TOUCH_ACTIONS} | {Action.BOUNCED.value}))
+_TOUCHES = pa.array(sorted(a.value for a in TOUCH_ACTIONS))
+_CHANNELS = pa.array(sorted(c.value for c in Channel))
+_MEDICAL = pa.array(sorted({ActorType.MSL.value, ActorType.MEDICAL_AFFAIRS.value}))
+_UTC = pa.timestamp("us", tz="UTC")
 _COLUMNS = ["message_id", "subject", "occurred_at", "channel", "action", "brand", "function",
             "actor_type", "payload"]  # fmt: skip
 _MEDICAL_ACTORS = frozenset({ActorType.MSL.value, ActorType.MEDICAL_AFFAIRS.value})
@@ -74,11 +76,81 @@ def reported_minutes(props: dict[str, Any]) -> float | None:
     return float(value) if 0 <= value <= 24 * 60 else None
 
 
-def _channel(value: str | None) -> Channel | None:
-    try:
-        return Channel(value) if value else None
-    except ValueError:
-        return None
+def _touch_rows(rows: pa.Table) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Touch events → (touch_day rows, touch_last rows), aggregated in Arrow.
+
+    A day is the UTC date of ``occurred_at``; a touch reports minutes only when its payload
+    names a sane ``duration_min`` (payloads are parsed only where the text mentions it)."""
+    if rows.num_rows == 0:
+        return [], []
+    at = pc.cast(rows.column("occurred_at"), _UTC)
+    channel = rows.column("channel")
+    function = rows.column("function")
+    medical = pc.or_(
+        pc.equal(channel, Channel.MEDICAL_INQUIRY.value),
+        pc.fill_null(pc.is_in(rows.column("actor_type"), value_set=_MEDICAL), False),
+    )
+    promotional = pc.if_else(
+        pc.is_valid(function),
+        pc.fill_null(pc.equal(function, Function.COMMERCIAL.value), False),
+        pc.invert(medical),
+    )
+    payload = rows.column("payload")
+    mentions = pc.fill_null(pc.match_substring(payload, "duration_min"), False)
+    minutes: list[float | None] = [None] * rows.num_rows
+    if pc.any(mentions).as_py():
+        for i in pc.indices_nonzero(mentions).to_pylist():
+            minutes[i] = reported_minutes(_properties(payload[i].as_py()))
+    reported = pa.array(minutes, pa.float64())
+    cells = pa.table(
+        {
+            "subject": rows.column("subject"),
+            "day": pc.cast(at, pa.date32()),
+            "channel": channel,
+            "brand": pc.fill_null(rows.column("brand"), ""),
+            "at": at,
+            "reported": pc.cast(pc.is_valid(reported), pa.int64()),
+            "minutes": pc.fill_null(reported, 0.0),
+            "promotional": pc.cast(promotional, pa.int64()),
+        }
+    )
+    per_day = cells.group_by(["subject", "day", "channel", "brand"], use_threads=False).aggregate(
+        [("at", "count"), ("reported", "sum"), ("minutes", "sum"), ("promotional", "sum")]
+    )
+    days = list(
+        zip(
+            *(per_day.column(c).to_pylist() for c in ("subject", "day", "channel", "brand")),
+            *(
+                per_day.column(c).to_pylist()
+                for c in ("at_count", "reported_sum", "minutes_sum", "promotional_sum")
+            ),
+            strict=True,
+        )
+    )
+    latest = cells.group_by(["subject", "channel"], use_threads=False).aggregate([("at", "max")])
+    last = list(
+        zip(
+            latest.column("subject").to_pylist(),
+            latest.column("channel").to_pylist(),
+            latest.column("at_max").to_pylist(),
+            strict=True,
+        )
+    )
+    return days, last
+
+
+def _hard_bounces(rows: pa.Table) -> dict[tuple[str, str], tuple[dt.datetime, str]]:
+    """(subject, consent channel) → (the latest hard bounce, its message id)."""
+    bounces: dict[tuple[str, str], tuple[dt.datetime, str]] = {}
+    for row in rows.to_pylist():  # bounces are few; each payload is read
+        needed = consent_channel(Channel(row["channel"]))
+        if needed is None or _properties(row["payload"]).get("bounce_type") != "hard":
+            continue
+        at = utc(row["occurred_at"])
+        key = (row["subject"], needed.value)
+        if key not in bounces or bounces[key][0] < at:
+            bounces[key] = (at, row["message_id"])
+    return bounces
 
 
 class TouchCounter(LogConsumer):
@@ -94,42 +166,24 @@ class TouchCounter(LogConsumer):
         session.execute(delete(TouchLast))
 
     def apply(self, session: Session, table: pa.Table) -> None:
-        mask = pc.is_in(table.column("action"), value_set=pa.array(_WANTED))
-        rows = table.filter(pc.fill_null(mask, False)).select(_COLUMNS)
-        # per (subject, day, channel, brand): touches, reported, minutes, promotional
-        days: dict[tuple[str, dt.date, str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0])
-        last: dict[tuple[str, str], dt.datetime] = {}
-        bounces: dict[tuple[str, str], tuple[dt.datetime, str]] = {}
-        for row in rows.to_pylist():
-            channel = _channel(row["channel"])
-            if channel is None or not row["subject"]:
-                continue
-            at = utc(row["occurred_at"])
-            props = _properties(row["payload"])
-            if row["action"] in _TOUCH:
-                cell = days[(row["subject"], at.date(), channel.value, row["brand"] or "")]
-                cell[0] += 1
-                minutes = reported_minutes(props)
-                if minutes is not None:
-                    cell[1] += 1
-                    cell[2] += minutes
-                if is_promotional(row["function"], channel, row["actor_type"]):
-                    cell[3] += 1
-                key = (row["subject"], channel.value)
-                if key not in last or last[key] < at:
-                    last[key] = at
-            elif props.get("bounce_type") == "hard" and (needed := consent_channel(channel)):
-                skey = (row["subject"], needed.value)
-                if skey not in bounces or bounces[skey][0] < at:
-                    bounces[skey] = (at, row["message_id"])
+        wanted = pc.fill_null(pc.is_in(table.column("action"), value_set=_WANTED), False)
+        rows = table.filter(wanted).select(_COLUMNS)
+        known = pc.and_(
+            pc.fill_null(pc.is_in(rows.column("channel"), value_set=_CHANNELS), False),
+            pc.fill_null(pc.not_equal(rows.column("subject"), ""), False),
+        )
+        rows = rows.filter(known)
+        touch = pc.is_in(rows.column("action"), value_set=_TOUCHES)
+        days, last = _touch_rows(rows.filter(touch))
+        bounces = _hard_bounces(rows.filter(pc.invert(touch)))
         self._write(session, days, last, bounces)
         self._prune(session)
 
     @staticmethod
     def _write(
         session: Session,
-        days: dict[tuple[str, dt.date, str, str], list[float]],
-        last: dict[tuple[str, str], dt.datetime],
+        days: list[tuple[Any, ...]],
+        last: list[tuple[Any, ...]],
         bounces: dict[tuple[str, str], tuple[dt.datetime, str]],
     ) -> None:
         fast_upsert(
@@ -137,7 +191,7 @@ class TouchCounter(LogConsumer):
             "touch_day",
             ("subject", "day", "channel", "brand", "touches", "reported_touches",
              "reported_minutes", "promotional"),
-            [(*k, int(v[0]), int(v[1]), float(v[2]), int(v[3])) for k, v in days.items()],
+            days,
             keys=("subject", "day", "channel", "brand"),
             set_sql="touches = touch_day.touches + excluded.touches, "
             "reported_touches = touch_day.reported_touches + excluded.reported_touches, "
@@ -148,7 +202,7 @@ class TouchCounter(LogConsumer):
             session,
             "touch_last",
             ("subject", "channel", "last_at"),
-            [(*k, v) for k, v in last.items()],
+            last,
             keys=("subject", "channel"),
             set_sql="last_at = excluded.last_at",
             where_sql="excluded.last_at > touch_last.last_at",
