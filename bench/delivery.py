@@ -10,7 +10,10 @@ included), then times the delivery worker draining the outbox:
   loopback. Baseline in the same run: a bare ``smtplib`` loop sending the same number of
   messages of the same size over one connection to the same server. Goal: >= 300 e-mails/s.
 * **Internal**: the same worker into the rep inbox (and, separately, the print export), and
-  the adapters alone (``send_many`` of composed messages). Goal: >= 10,000 actions/s.
+  the adapters alone (``send_many`` of composed messages). Goal: >= 10,000 actions/s. A third
+  figure bounds the worker from above: the *storage floor*, the same passes' reads and writes
+  (claim, the guard's and composer's reads, inbox rows, two delivery events through the log's
+  own append, touch counters, outcomes) as raw statements, with no decision or rendering.
 
 All data is synthetic.
 
@@ -306,10 +309,14 @@ def internal_run(actions: int, repeats: int) -> list[Result]:
         container.close()
         shutil.rmtree(root, ignore_errors=True)
     rate = sorted(rates)[len(rates) // 2]
+    floor = median_of(lambda: storage_floor(actions, 1000), repeats)
     return [
         Result("outbox -> rep inbox (worker, guard included)", rate, "actions/s",
                "rep inbox adapter alone", adapter_rate,
                extra={"actions": actions, "runs": rates, "goal": ">= 10,000 actions/s"}),
+        Result("storage floor of the same passes (raw statements: no guard, no rendering)",
+               floor, "actions/s", "the worker above", rate,
+               extra={"actions": actions, "per_pass": 1000, "goal": ">= 10,000 actions/s"}),
         *exports,
     ]  # fmt: skip
 
@@ -338,6 +345,145 @@ def _exports_alone(container: Any, messages: list[Any]) -> list[Result]:
         goal = {"actions": len(batch), "goal": ">= 10,000 actions/s"}
         out.append(Result(f"{name} adapter alone", rate, "actions/s", extra=goal))
     return out
+
+
+# --- the storage floor of an internal-channel pass -----------------------------------------
+_PENDING = (
+    "SELECT id, hcp_id FROM outbox_entry WHERE status = 'pending' AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at, id LIMIT ?"
+)
+_CLAIM = (
+    "UPDATE outbox_entry SET status = 'sending', lease_until = ?, claimed_by = 'floor', "
+    "attempts = attempts + 1, updated_at = ? "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'pending' "
+    "RETURNING id, idempotency_key, channel, hcp_id, content_id, brand, requested_by"
+)
+_IN = "IN (SELECT value FROM json_each(?))"
+_READS = (  # what the guard and the composer read of a pass's HCPs (json lists of ids, keys)
+    ("ids", f"SELECT id, market, territory, time_zone, kind, preferred_language, first_name, "
+            f"last_name, title, specialty, persona, synthetic FROM hcp WHERE id {_IN}"),
+    ("ids", f"SELECT hcp_id, channel FROM do_not_contact WHERE hcp_id {_IN}"),
+    ("ids", f"SELECT * FROM consent_record WHERE hcp_id {_IN} ORDER BY seq"),
+    ("keys", f"SELECT * FROM consent_record WHERE subject {_IN} ORDER BY seq"),
+    ("keys", f"SELECT * FROM touch_day WHERE subject {_IN} AND day >= ?"),
+    ("keys", f"SELECT * FROM touch_last WHERE subject {_IN}"),
+    ("keys", f"SELECT * FROM contact_suppression WHERE subject {_IN}"),
+)  # fmt: skip
+_INBOX = (
+    "INSERT INTO rep_inbox_item (id, recipient, hcp_id, channel, subject, text, content_id, "
+    "approval_code, brand, details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+_TOUCH_DAY = (
+    "INSERT INTO touch_day (subject, day, channel, brand, touches, reported_touches, "
+    "reported_minutes, promotional) VALUES (?, ?, ?, ?, 1, 0, 0.0, 1) "
+    "ON CONFLICT (subject, day, channel, brand) DO UPDATE SET touches = touch_day.touches + 1"
+)
+_TOUCH_LAST = (
+    "INSERT INTO touch_last (subject, channel, last_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (subject, channel) DO UPDATE SET last_at = excluded.last_at"
+)
+_SENT = (
+    "UPDATE outbox_entry SET status = 'sent', lease_until = NULL, updated_at = ?, adapter = ?, "
+    "error_code = NULL, last_error = NULL, provider_id = ?, sent_at = ? WHERE id = ?"
+)
+
+
+def storage_floor(actions: int, pass_size: int) -> float:
+    """Actions/s of the storage work alone of internal-channel passes, on a store seeded and
+    queued as for the worker: per pass the claim, the guard's and composer's reads, the inbox
+    rows, two delivery events through the log's own append (de-duplicated, durable), the touch
+    counters and the outcomes, each as one raw statement or executemany, with no guard
+    decision, no rendering and no Python objects per row. The worker cannot beat it."""
+    import json
+    import sqlite3
+
+    import pyarrow as pa
+
+    from counterpoint.event.arrow import LOG_SCHEMA
+    from counterpoint.event.duckdb_log import DuckDBEventLog
+    from counterpoint.policy.access import Role
+
+    channels = {"adapters": {"inbox": {"adapter": "rep_inbox"}}, "routes": {"f2f_call": "inbox"}}
+    root = Path(tempfile.mkdtemp(prefix="delivery-floor-"))
+    try:
+        container = open_store(root, channels)
+        queue(container, seed(container, actions, "f2f_call"), "f2f_call", "floor", Role.SALES_REP)
+        container.close()
+        db = sqlite3.connect(root / "data" / "counterpoint.db", isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536"):
+            db.execute(f"PRAGMA {pragma}")
+        log = DuckDBEventLog(root / "data" / "events.duckdb")
+        now = NOW.replace(tzinfo=None).isoformat(" ", "microseconds")
+        since = (NOW - dt.timedelta(days=90)).date().isoformat()
+        done = 0
+        start = time.perf_counter()
+        while True:
+            seen: set[str] = set()
+            ids: list[str] = []
+            for entry_id, hcp_id in db.execute(_PENDING, (now, pass_size * 4)):
+                if hcp_id not in seen and len(ids) < pass_size:
+                    seen.add(hcp_id)
+                    ids.append(entry_id)
+            if not ids:
+                break
+            claimed = db.execute(_CLAIM, (now, now, json.dumps(ids))).fetchall()
+            hcps = json.dumps([c[3] for c in claimed])
+            keys = db.execute(f"SELECT key, hcp_id FROM identity WHERE hcp_id {_IN}", (hcps,))
+            subject = {h: k for k, h in keys.fetchall()}
+            for what, sql in _READS:
+                args = (hcps,) if what == "ids" else (json.dumps(list(subject.values())),)
+                db.execute(sql, (*args, since) if "day >=" in sql else args).fetchall()
+            db.execute("BEGIN")
+            inbox = [(c[1], c[6], c[3], c[2], "Task", "Discuss Cardiomax", c[4], "BENCH-JOB-1",
+                      c[5], "{}", now) for c in claimed]  # fmt: skip
+            db.executemany(_INBOX, inbox)
+            db.execute("COMMIT")
+            log.append_arrow(_floor_events(claimed, subject, LOG_SCHEMA, pa))
+            db.execute("BEGIN")
+            touched = [subject[c[3]] for c in claimed]
+            db.executemany(_TOUCH_DAY, [(s, NOW.date().isoformat(), "f2f_call", "Cardiomax")
+                                        for s in touched])  # fmt: skip
+            db.executemany(_TOUCH_LAST, [(s, "f2f_call", now) for s in touched])
+            db.executemany(_SENT, [(now, "inbox", c[1], now, c[0]) for c in claimed])
+            db.execute("COMMIT")
+            done += len(claimed)
+        seconds = time.perf_counter() - start
+        db.close()
+        log.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if done != actions:
+        raise RuntimeError(f"the floor run delivered {done} of {actions}")
+    return actions / seconds
+
+
+def _floor_events(claimed: list[Any], subject: dict[str, str], schema: Any, pa: Any) -> Any:
+    """The pass's ``sent`` and ``delivered`` events, column by column."""
+    import json
+
+    n = 2 * len(claimed)
+    props = [
+        {"outbox_id": c[0], "hcp_id": c[3], "purpose": "promotional", "adapter": "inbox",
+         "provider_id": c[1]}
+        for c in claimed
+    ]  # fmt: skip
+    same = {"kind": "track", "occurred_at": NOW, "received_at": NOW, "source": "delivery",
+            "channel": "f2f_call", "brand": "Cardiomax", "content_id": "cnt_bench",
+            "actor_type": "rep", "actor_id": "bench-rep", "function": "commercial",
+            "market": "DE", "synthetic": True}  # fmt: skip
+    columns = {
+        "message_id": [f"delivery:{c[0]}:{a}" for c in claimed for a in ("sent", "delivered")],
+        "subject": [subject[c[3]] for c in claimed for _ in (0, 1)],
+        "action": ["sent", "delivered"] * len(claimed),
+        "event_name": ["f2f_call sent", "f2f_call delivered"] * len(claimed),
+        "payload": [json.dumps({"properties": p}) for p in props for _ in (0, 1)],
+    }
+    arrays = [
+        pa.array(columns[f.name] if f.name in columns else [same.get(f.name)] * n, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def main(argv: list[str] | None = None) -> int:
