@@ -58,6 +58,7 @@ if __package__ in (None, ""):  # run as a file: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb
+import pyarrow as pa
 from sqlalchemy import select, text
 
 from bench.common import (
@@ -70,6 +71,7 @@ from bench.common import (
 )
 from counterpoint.container import Container, open_container
 from counterpoint.event.canonical import LogEvent
+from counterpoint.event.duckdb_log import DuckDBEventLog
 from counterpoint.event.rows import validate_event_row
 from counterpoint.profile.models import Hcp, Identity
 from counterpoint.settings import Deployment, Settings
@@ -333,6 +335,53 @@ def duckdb_baseline(source: Path, scratch: Path) -> tuple[float, int]:
     path.unlink(missing_ok=True)
     Path(f"{path}.wal").unlink(missing_ok=True)
     return seconds, int(row[0]) if row else 0
+
+
+_IMPORT_CHUNK = 100_000
+"""Rows per transaction of ``IngestService.import_file`` (its ``chunk_rows`` default)."""
+_FLOOR_SELECT = """
+SELECT message_id::VARCHAR AS message_id, type::VARCHAR AS kind,
+       coalesce(user_id::VARCHAR, 'anonymous:' || anonymous_id::VARCHAR) AS subject,
+       TRY_CAST(timestamp AS TIMESTAMPTZ) AS occurred_at, now() AS received_at,
+       'import' AS source, channel::VARCHAR AS channel, action::VARCHAR AS action,
+       event::VARCHAR AS event_name, anonymous_id::VARCHAR AS anonymous_id,
+       brand::VARCHAR AS brand, content_id::VARCHAR AS content_id, slide::VARCHAR AS slide,
+       actor_type::VARCHAR AS actor_type, actor_id::VARCHAR AS actor_id,
+       function::VARCHAR AS function, market::VARCHAR AS market,
+       properties::VARCHAR AS payload, TRY_CAST(synthetic AS BOOLEAN) AS synthetic
+FROM {reader}
+WHERE message_id IS NOT NULL AND coalesce(user_id::VARCHAR, anonymous_id::VARCHAR) IS NOT NULL
+  AND TRY_CAST(timestamp AS TIMESTAMPTZ) IS NOT NULL
+"""
+
+
+def log_append_floor(source: Path, scratch: Path, chunk: int) -> tuple[float, int]:
+    """Seconds to append the same file to a fresh event log by the log's own de-duplicating
+    insert (``DuckDBEventLog.append_arrow``, one transaction per ``chunk`` rows, as the import
+    does), with no validation, identities or profiles: what the import cannot beat."""
+    reader = (
+        f"read_parquet({_sql_string(source)})"
+        if source.suffix == ".parquet"
+        else f"read_json({_sql_string(source)}, format = 'newline_delimited')"
+    )
+    path = scratch / "floor.duckdb"
+    path.unlink(missing_ok=True)
+    log = DuckDBEventLog(path)
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        started = time.perf_counter()
+        batches = con.sql(_FLOOR_SELECT.format(reader=reader)).to_arrow_reader(chunk)
+        accepted = 0
+        for batch in batches:
+            accepted += log.append_arrow(pa.Table.from_batches([batch])).accepted
+        seconds = time.perf_counter() - started
+    finally:
+        con.close()
+        log.close()
+    path.unlink(missing_ok=True)
+    Path(f"{path}.wal").unlink(missing_ok=True)
+    return seconds, accepted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,6 +667,19 @@ def run(
         base_s, base_rows = duckdb_baseline(ndjson, scratch)
         _check(base_rows == written, f"DuckDB loaded {base_rows:,} of {written:,}")
         report(*_import_results(figures, summary, base_s, label, kind))
+        floor_s, floor_rows = log_append_floor(ndjson, scratch, _IMPORT_CHUNK)
+        _check(floor_rows >= 0.9 * figures.accepted, f"the floor appended {floor_rows:,} rows")
+        report(
+            Result(
+                f"  floor: the same file appended by the log's own insert alone ({label})",
+                written / floor_s,
+                "events/s",
+                "the import above",
+                figures.rows / figures.total_s,
+                extra={"seconds": floor_s, "appended": floor_rows, "chunk": _IMPORT_CHUNK,
+                       "goal": f"≥ {GOAL_IMPORT_EPS:,.0f}"},
+            )
+        )  # fmt: skip
 
         ids = live_hcp_ids(container)
         _check(len(ids) >= min(hcps, 10), f"only {len(ids)} live master-data HCPs")
