@@ -177,7 +177,11 @@ class TouchCounter(LogConsumer):
         days, last = _touch_rows(rows.filter(touch))
         bounces = _hard_bounces(rows.filter(pc.invert(touch)))
         self._write(session, days, last, bounces)
-        self._prune(session)
+
+    def after_catch_up(self) -> None:
+        """Touches older than the retention go once per catch-up, not once per chunk."""
+        with self._sessions.begin() as session:
+            self._prune(session)
 
     @staticmethod
     def _write(
