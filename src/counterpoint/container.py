@@ -58,6 +58,10 @@ from counterpoint.transparency.service import TransferService
 
 __all__ = ["Container", "EventLogBusyError", "open_container"]
 
+CONSUMER_CHUNK_S = 0.25
+"""How long a chunk of a consumer other than the profile projector may take to apply while
+they share a process: the longest the projector waits for one (``LogConsumer``)."""
+
 
 class EventLogBusyError(CounterpointError):
     status = 409
@@ -312,6 +316,13 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         raise
     _journeys(built)
     wakers.append(built.journey_runtime.wake)
+    # the other consumers give way to the profile projector, whose freshness is promised,
+    # and take turns between them (one chunk at a time: SQLite has one writer anyway)
+    lane = threading.Lock()
+    for consumer in [*built.consumers, built.journey_runtime.consumer]:
+        consumer.give_way_to = projector
+        consumer.chunk_seconds = CONSUMER_CHUNK_S
+        consumer.lane = lane
     return built
 
 

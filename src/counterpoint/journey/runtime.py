@@ -49,6 +49,7 @@ import gc
 import hashlib
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -979,10 +980,13 @@ class JourneyEventConsumer(LogConsumer):
         applied = 0
         with self._lock:
             while True:
-                with self._runtime.lock:
+                self._give_way()
+                started = time.perf_counter()
+                with self._turn(), self._runtime.lock:
                     read = self._one_chunk()
                 if read == 0:
                     break
+                self._timed(read, time.perf_counter() - started)
                 applied += read
                 if progress is not None:
                     progress(read)
@@ -996,7 +1000,7 @@ class JourneyEventConsumer(LogConsumer):
             position = self._hold(session)
             if position >= bound:
                 return 0
-            table = self._log.read_after(position, self.chunk_size)
+            table = self._log.read_after(position, self._next_rows())
             table = table.filter(pc.less_equal(table.column("seq"), bound))
             if table.num_rows == 0:
                 return 0
