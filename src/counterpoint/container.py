@@ -382,7 +382,7 @@ def _delivery(built: Container) -> None:
         AdapterContext(sessions, settings.data_dir, clock),
         built.log,
         clock,
-        settle=touches.catch_up,
+        settle=lambda: touches.catch_up(give_way=False),  # the next pass's caps need it now
     )
     built.delivery = DeliveryService(
         sessions,

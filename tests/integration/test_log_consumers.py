@@ -77,6 +77,37 @@ def test_a_consumer_waits_while_the_one_it_gives_way_to_is_applying(
         first.stop()
 
 
+def test_a_caller_that_needs_the_result_now_does_not_give_way(container: Container) -> None:
+    """``catch_up(give_way=False)`` (the delivery worker settling its touches) applies while
+    the consumer given way to is busy; the same call giving way waits for it."""
+    first, second = _Recording(container, "t-first"), _Recording(container, "t-second")
+    first.gate = threading.Event()
+    second.give_way_to = first
+    second.give_way_s = 5.0
+    first.catch_up()
+    second.catch_up()
+    _append(container, 10, "c")
+    first.start()
+    first.wake()
+    assert first.entered.wait(5)
+    try:
+        started = time.monotonic()
+        assert second.catch_up(give_way=False) == 10
+        assert time.monotonic() - started < 2.0
+        _append(container, 5, "d")
+        waiter = threading.Thread(target=second.catch_up)
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # giving way: still waiting while the first is busy
+        first.gate.set()
+        waiter.join(5)
+        assert not waiter.is_alive()
+        assert sum(second.sizes) == 15
+    finally:
+        first.gate.set()
+        first.stop()
+
+
 def test_chunks_shrink_while_slow_and_grow_while_quick_only_when_sharing(
     container: Container,
 ) -> None:

@@ -131,13 +131,19 @@ class LogConsumer(abc.ABC):
             return 0
         return row.position
 
-    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every event after the checkpoint; returns how many were read."""
+    def catch_up(
+        self, progress: Callable[[int], None] | None = None, *, give_way: bool = True
+    ) -> int:
+        """Apply every event after the checkpoint; returns how many were read.
+
+        ``give_way=False``: a caller that needs the result now (the delivery worker settling
+        its touches) does not wait for the consumer given way to; it still takes its turn."""
         applied = 0
         with self._lock:
             try:
                 while True:
-                    self._give_way()
+                    if give_way:
+                        self._give_way()
                     self._set_busy(True)
                     started = time.perf_counter()
                     with self._turn(), self._sessions.begin() as session:

@@ -972,7 +972,9 @@ class JourneyEventConsumer(LogConsumer):
         self._listens: dict[tuple[str, int], tuple[bool, frozenset[str]]] = {}
         """Per journey version: does any version wait for an event; the actions it hears."""
 
-    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+    def catch_up(
+        self, progress: Callable[[int], None] | None = None, *, give_way: bool = True
+    ) -> int:
         """Apply the log up to the profile projector's position (identities are known).
 
         The runtime's lock is taken per chunk, so timers run between the chunks of a long
@@ -980,7 +982,8 @@ class JourneyEventConsumer(LogConsumer):
         applied = 0
         with self._lock:
             while True:
-                self._give_way()
+                if give_way:
+                    self._give_way()
                 started = time.perf_counter()
                 with self._turn(), self._runtime.lock:
                     read = self._one_chunk()
