@@ -80,7 +80,7 @@ def test_marketing_ops_sends_to_named_hcps_and_refusals_come_back_with_reasons(
     report = _post(
         client, ops, content=asset, channel="campaign_email", hcp_ids=[allowed, unconsented]
     )
-    assert report["counts"] == {"queued": 1, "already_queued": 0, "refused": 1}
+    assert report["counts"] == {"queued": 1, "already_queued": 0, "refused": 1, "deferred": 0}
     assert [q["hcp_id"] for q in report["queued"]] == [allowed]
     [refused] = report["refused"]
     assert refused["hcp_id"] == unconsented
@@ -157,8 +157,8 @@ def test_the_same_idempotency_key_queues_nothing_twice(
     headers = {**ops, "Idempotency-Key": "campaign-2026-11-a"}
     first = client.post(SENDS, json=body, headers=headers).json()
     again = client.post(SENDS, json=body, headers=headers).json()
-    assert first["counts"] == {"queued": 1, "already_queued": 0, "refused": 0}
-    assert again["counts"] == {"queued": 0, "already_queued": 1, "refused": 0}
+    assert first["counts"] == {"queued": 1, "already_queued": 0, "refused": 0, "deferred": 0}
+    assert again["counts"] == {"queued": 0, "already_queued": 1, "refused": 0, "deferred": 0}
     assert again["already_queued"][0]["outbox_id"] == first["queued"][0]["outbox_id"]
     [entry] = _outbox(container)
     assert entry.idempotency_key.startswith("send:campaign-2026-11-a:")

@@ -219,7 +219,7 @@ def test_a_send_is_guarded_queued_rendered_delivered_and_recorded(
     hcp = _hcp(container, "1234567893")
     asset = approved_asset(container)
     report = _send(container, asset, hcp)
-    assert report["counts"] == {"queued": 1, "already_queued": 0, "refused": 0}
+    assert report["counts"] == {"queued": 1, "already_queued": 0, "refused": 0, "deferred": 0}
     assert receiver.got == []  # queued, not sent: the worker delivers
     done = container.delivery_worker.drain()
     assert (done.sent, done.refused, done.dead) == (1, 0, 0)
@@ -236,10 +236,12 @@ def test_a_send_is_guarded_queued_rendered_delivered_and_recorded(
     [entry] = _entries(container)
     assert (entry.status, entry.attempts, entry.provider_id) == ("sent", 1, "p-1")
     assert _actions(container, "1234567893") == ["sent"]
-    # the send counts as a touch: the 72 h gap refuses a second e-mail now
+    # the send counts as a touch: the 72 h gap holds a second e-mail (queued, deferred)
     again = _send(container, asset, hcp, key="k2")
-    assert again["counts"]["refused"] == 1
-    assert "min_gap" in again["refused"][0]["reasons"]
+    assert again["counts"] == {"queued": 1, "already_queued": 0, "refused": 0, "deferred": 1}
+    assert again["deferred"][0]["reasons"] == ["min_gap"]
+    assert container.delivery_worker.drain().deferred == 1
+    assert len(receiver.got) == 1
 
 
 def test_the_same_request_key_never_queues_twice(container: Container, receiver: Receiver) -> None:
@@ -247,7 +249,7 @@ def test_the_same_request_key_never_queues_twice(container: Container, receiver:
     asset = approved_asset(container)
     assert _send(container, asset, hcp)["counts"]["queued"] == 1
     repeat = _send(container, asset, hcp)
-    assert repeat["counts"] == {"queued": 0, "already_queued": 1, "refused": 0}
+    assert repeat["counts"] == {"queued": 0, "already_queued": 1, "refused": 0, "deferred": 0}
     container.delivery_worker.drain()
     assert len(receiver.got) == 1
 
@@ -370,7 +372,7 @@ def test_an_hcp_without_an_address_is_refused_when_asked_not_queued(
 ) -> None:
     hcp = _hcp(container, "1234567893", email=None)
     report = _send(container, approved_asset(container), hcp)
-    assert report["counts"] == {"queued": 0, "already_queued": 0, "refused": 1}
+    assert report["counts"] == {"queued": 0, "already_queued": 0, "refused": 1, "deferred": 0}
     assert report["refused"][0]["reasons"] == ["no_address"]
     assert _entries(container) == []
 
@@ -471,6 +473,36 @@ def test_timing_refusals_at_delivery_wait_and_are_asked_again(
     clock.advance(dt.timedelta(hours=12))  # Tuesday 09:00 in Berlin
     assert container.delivery_worker.drain().sent == 1
     assert len(receiver.got) == 1
+
+
+def test_a_send_during_quiet_hours_is_queued_and_delivered_when_they_end(
+    container: Container, receiver: Receiver, clock: FixedClock
+) -> None:
+    """Refused at send time only for timing: queued and reported as deferred, no refusal
+    event; the worker holds it until the guard allows it. A refusal time does not lift (a
+    consent it lacks) is still refused at send time."""
+    hcp = _hcp(container, "1234567893")
+    asset = approved_asset(container)
+    clock.advance(dt.timedelta(hours=8))  # 21:00 in Berlin: quiet hours
+    report = _send(container, asset, hcp)
+    assert report["counts"] == {"queued": 1, "already_queued": 0, "refused": 0, "deferred": 1}
+    assert report["deferred"][0]["reasons"] == ["quiet_hours"]
+    assert report["deferred"][0]["outbox_id"] == report["queued"][0]["outbox_id"]
+    guard_refusals = container.log.timeline(TimelineQuery(subjects=["npi:1234567893"], limit=50))
+    assert [e for e in guard_refusals if e.event.source == "guard"] == []
+    assert container.delivery_worker.drain().deferred == 1
+    assert receiver.got == []
+    clock.advance(dt.timedelta(hours=12))  # Tuesday 09:00 in Berlin
+    assert container.delivery_worker.drain().sent == 1
+    assert len(receiver.got) == 1
+    # the negative control: SMS (no consent, content not approved for it) is not a matter of time
+    sms = container.delivery.send(
+        SendRequest(content=asset, channel=Channel.SMS, hcp_ids=[hcp], request_key="k2"),
+        principal=None,
+        actor=SYSTEM,
+    )
+    assert (len(sms.queued), len(sms.deferred), len(sms.refused)) == (0, 0, 1)
+    assert "no_consent" in sms.refused[0]["reasons"]
 
 
 def test_a_deferral_ends_in_a_refusal_after_the_longest_wait(

@@ -255,7 +255,7 @@ def test_each_hcp_receives_one_rendered_tracked_unsubscribable_message(
     }
     people = {hcp(container, n, addresses[n], names[n]): (addresses[n], n) for n in names}
     report = send(container, asset, *people)
-    assert report["counts"] == {"queued": 3, "already_queued": 0, "refused": 0}
+    assert report["counts"] == {"queued": 3, "already_queued": 0, "refused": 0, "deferred": 0}
     assert server.mails == []  # queued, not sent: the worker delivers
 
     done = container.delivery_worker.drain()
@@ -371,7 +371,7 @@ def test_a_550_for_the_recipient_is_a_dead_letter_a_hard_bounce_and_a_suppressio
 
     clock.advance(dt.timedelta(days=7))  # Monday again, past any gap: only the suppression
     again = send(container, asset, bad, good, key="k2")
-    assert again["counts"] == {"queued": 1, "already_queued": 0, "refused": 1}
+    assert again["counts"] == {"queued": 1, "already_queued": 0, "refused": 1, "deferred": 0}
     [refused] = again["refused"]
     assert refused["hcp_id"] == bad
     assert "suppressed" in refused["reasons"]

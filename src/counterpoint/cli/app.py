@@ -199,6 +199,11 @@ def _print_demo_content(content: DemoContent, base: str, token: str) -> None:
         f"  first campaign send ({FIRST_SEND}): {content.queued} queued, {content.refused} "
         "refused; the server delivers them to the console adapter "
         "(.counterpoint/outbox/console.jsonl)"
+        + (
+            f", {content.deferred} of them once the contact policy's timing allows (quiet hours)"
+            if content.deferred
+            else ""
+        )
     )
     console.print(
         f"  the outbox:      curl -H 'Authorization: Bearer {token}' {base}/api/v1/outbox",

@@ -88,6 +88,12 @@ def send(
         )
         for r in report.refused[:20]:
             out.print(f"  {r['hcp_id']}: {', '.join(r['reasons'])} ({'; '.join(r['details'])})")
+        if report.deferred:
+            reasons = sorted({c for r in report.deferred for c in r["reasons"]})
+            out.print(
+                f"{len(report.deferred)} of the queued wait for {', '.join(reasons)}: "
+                "delivered once the guard allows them"
+            )
         if now and report.queued:
             with out.status("delivering"):
                 done = built.delivery_worker.drain()

@@ -38,6 +38,7 @@ class DemoContent:
     passwords: dict[str, str] = field(default_factory=dict)
     queued: int = 0
     refused: int = 0
+    deferred: int = 0  # queued, waiting for quiet hours (or another timing rule) to pass
     skipped: str | None = None
 
 
@@ -111,4 +112,5 @@ def prepare_content(built: Container) -> DemoContent:
         actor=actor,
     )
     out.queued, out.refused = len(report.queued), len(report.refused)
+    out.deferred = len(report.deferred)
     return out

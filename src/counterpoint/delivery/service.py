@@ -2,9 +2,12 @@
 
 ``send`` asks the guard first (as the caller's role, within the caller's scope): refused
 HCPs are reported with every reason (and the refusal recorded as an event); allowed ones are
-enqueued in one transaction with an audit record of the request. The delivery worker asks
-the guard again at delivery time. ``outbox``, ``replay`` and ``cancel`` are the operations
-view: what is waiting, what failed and why, and putting a dead letter back in line.
+enqueued in one transaction with an audit record of the request. HCPs refused only for
+reasons time will lift (quiet hours, a minimum gap, a cap whose window rolls on) are enqueued
+too and reported as ``deferred``: the delivery worker asks the guard again at delivery time
+and holds them until it allows them (or refuses them after ``RetryPolicy.max_defer``).
+``outbox``, ``replay`` and ``cancel`` are the operations view: what is waiting, what failed
+and why, and putting a dead letter back in line.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from counterpoint.content.models import ContentItem
 from counterpoint.delivery.compose import Composer
 from counterpoint.delivery.models import Outbound, OutboxEntry
 from counterpoint.delivery.outbox import OutboundAction, enqueue, entry_dict
-from counterpoint.delivery.retry import Status
+from counterpoint.delivery.retry import DEFERRABLE, Status
 from counterpoint.errors import ConflictError, NotFoundError, ValidationFailedError
 from counterpoint.event.canonical import Channel
 from counterpoint.kit.clock import Clock
@@ -61,6 +64,8 @@ class SendReport:
     queued: list[dict[str, str]] = field(default_factory=list)
     already_queued: list[dict[str, str]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
+    deferred: list[dict[str, Any]] = field(default_factory=list)
+    """Queued HCPs the guard refuses now only for timing: their reasons, until delivery."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -69,10 +74,12 @@ class SendReport:
             "queued": self.queued,
             "already_queued": self.already_queued,
             "refused": self.refused,
+            "deferred": self.deferred,
             "counts": {
                 "queued": len(self.queued),
                 "already_queued": len(self.already_queued),
                 "refused": len(self.refused),
+                "deferred": len(self.deferred),
             },
         }
 
@@ -144,21 +151,29 @@ class DeliveryService:
             )
             for h in hcp_ids
         ]
-        decisions = self._guard.check_many(
-            checks, role=role, viewer=principal, actor=requested_by, record_refusal=True
-        )
+        decisions = self._guard.check_many(checks, role=role, viewer=principal)
         allowed: list[str] = []
-        for hcp_id, decision in zip(hcp_ids, decisions, strict=True):
+        waiting: dict[str, dict[str, Any]] = {}
+        final: list[CheckRequest] = []
+        for check, decision in zip(checks, decisions, strict=True):
             if decision.allowed:
-                allowed.append(hcp_id)
+                allowed.append(check.hcp_id)
+                continue
+            why = {
+                "hcp_id": check.hcp_id,
+                "reasons": decision.codes,
+                "details": [r.detail for r in decision.refusals],
+            }
+            if all(code in DEFERRABLE for code in decision.codes):  # time will lift these
+                allowed.append(check.hcp_id)
+                waiting[check.hcp_id] = why
             else:
-                report.refused.append(
-                    {
-                        "hcp_id": hcp_id,
-                        "reasons": decision.codes,
-                        "details": [r.detail for r in decision.refusals],
-                    }
-                )
+                report.refused.append(why)
+                final.append(check)
+        if final:  # the same decisions again, this time recorded as refusal events
+            self._guard.check_many(
+                final, role=role, viewer=principal, actor=requested_by, record_refusal=True
+            )
         unreachable = self._composer.address_problems(allowed, request.channel)
         for hcp_id, problem in unreachable.items():
             report.refused.append(
@@ -188,6 +203,8 @@ class DeliveryService:
                 )
                 row = {"hcp_id": hcp_id, "outbox_id": entry.id}
                 (report.queued if new else report.already_queued).append(row)
+                if new and hcp_id in waiting:
+                    report.deferred.append({**waiting[hcp_id], "outbox_id": entry.id})
             self._audit.record(
                 session,
                 actor,
