@@ -402,9 +402,6 @@ def storage_floor(actions: int, pass_size: int) -> float:
     import json
     import sqlite3
 
-    import pyarrow as pa
-
-    from counterpoint.event.arrow import LOG_SCHEMA
     from counterpoint.event.duckdb_log import DuckDBEventLog
     from counterpoint.policy.access import Role
 
@@ -443,7 +440,7 @@ def storage_floor(actions: int, pass_size: int) -> float:
                       c[5], "{}", now) for c in claimed]  # fmt: skip
             db.executemany(_INBOX, inbox)
             db.execute("COMMIT")
-            log.append_arrow(_floor_events(claimed, subject, LOG_SCHEMA, pa))
+            log.append_arrow(_floor_events(claimed, subject))
             db.execute("BEGIN")
             touched = [subject[c[3]] for c in claimed]
             db.executemany(_TOUCH_DAY, [(s, NOW.date().isoformat(), "f2f_call", "Cardiomax")
@@ -462,9 +459,13 @@ def storage_floor(actions: int, pass_size: int) -> float:
     return actions / seconds
 
 
-def _floor_events(claimed: list[Any], subject: dict[str, str], schema: Any, pa: Any) -> Any:
+def _floor_events(claimed: list[Any], subject: dict[str, str]) -> Any:
     """The pass's ``sent`` and ``delivered`` events, column by column."""
     import json
+
+    import pyarrow as pa
+
+    from counterpoint.event.arrow import LOG_SCHEMA
 
     n = 2 * len(claimed)
     props = [
@@ -485,9 +486,9 @@ def _floor_events(claimed: list[Any], subject: dict[str, str], schema: Any, pa: 
     }
     arrays = [
         pa.array(columns[f.name] if f.name in columns else [same.get(f.name)] * n, f.type)
-        for f in schema
+        for f in LOG_SCHEMA
     ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(arrays, schema=LOG_SCHEMA)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -315,13 +315,16 @@ def check_import(figures: ImportFigures, rows: int, summary: MarketSummary) -> N
         )
 
 
+def _reader(source: Path) -> str:
+    """DuckDB's table function reading the input file (Parquet or NDJSON)."""
+    if source.suffix == ".parquet":
+        return f"read_parquet({_sql_string(source)})"
+    return f"read_json({_sql_string(source)}, format = 'newline_delimited')"
+
+
 def duckdb_baseline(source: Path, scratch: Path) -> tuple[float, int]:
     """Seconds DuckDB takes to load the same file into a table of a fresh file."""
-    reader = (
-        f"read_parquet({_sql_string(source)})"
-        if source.suffix == ".parquet"
-        else f"read_json({_sql_string(source)}, format = 'newline_delimited')"
-    )
+    reader = _reader(source)
     path = scratch / "baseline.duckdb"
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path))
@@ -359,11 +362,7 @@ def log_append_floor(source: Path, scratch: Path, chunk: int) -> tuple[float, in
     """Seconds to append the same file to a fresh event log by the log's own de-duplicating
     insert (``DuckDBEventLog.append_arrow``, one transaction per ``chunk`` rows, as the import
     does), with no validation, identities or profiles: what the import cannot beat."""
-    reader = (
-        f"read_parquet({_sql_string(source)})"
-        if source.suffix == ".parquet"
-        else f"read_json({_sql_string(source)}, format = 'newline_delimited')"
-    )
+    reader = _reader(source)
     path = scratch / "floor.duckdb"
     path.unlink(missing_ok=True)
     log = DuckDBEventLog(path)
