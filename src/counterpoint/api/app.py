@@ -29,6 +29,7 @@ from counterpoint.api import transfers as transfers_api
 from counterpoint.api.deps import Public
 from counterpoint.container import Container
 from counterpoint.errors import CounterpointError
+from counterpoint.kit.heap import settle_after_start_up
 
 __all__ = ["PROBLEM", "create_app"]
 
@@ -79,13 +80,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _problem(503, "unavailable", "the request could not be completed; retry later")
 
 
-def create_app(container: Container, *, run_background: bool = True) -> FastAPI:
-    """The API over a built ``Container``; the lifespan starts and stops its workers."""
+def create_app(
+    container: Container, *, run_background: bool = True, settle_heap: bool = False
+) -> FastAPI:
+    """The API over a built ``Container``; the lifespan starts and stops its workers.
+
+    ``settle_heap`` is for a process that serves this app for its whole life (``counterpoint
+    serve``, the ASGI factory): once started, what it built is frozen out of garbage
+    collection (``kit.heap``). Tests that build many apps in one process leave it off."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_background:
             container.start_background()
+        if settle_heap:
+            frozen = settle_after_start_up()
+            _log.info("start-up heap settled: %d objects frozen out of collection", frozen)
         try:
             yield
         finally:

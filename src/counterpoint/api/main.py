@@ -13,4 +13,4 @@ __all__ = ["app_factory"]
 
 def app_factory() -> FastAPI:
     """Build the app from the environment's settings (validated here, at start-up)."""
-    return create_app(open_container(Settings()))
+    return create_app(open_container(Settings()), settle_heap=True)

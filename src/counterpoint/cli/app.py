@@ -109,7 +109,7 @@ def serve(
     config = settings()
     built = open_container(config)
     uvicorn.run(
-        create_app(built),
+        create_app(built, settle_heap=True),
         host=host or config.host,
         port=port or config.port,
         log_level="warning",

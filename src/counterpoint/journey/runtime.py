@@ -45,14 +45,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gc
 import hashlib
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +95,7 @@ from counterpoint.journey.oracle import (
 )
 from counterpoint.journey.repository import JourneyRepository, LastEntry, TransitionRow
 from counterpoint.kit.clock import Clock
+from counterpoint.kit.heap import collector_paused
 from counterpoint.profile.models import Hcp, Identity
 from counterpoint.segment.service import SegmentService
 
@@ -637,7 +636,10 @@ class JourneyRuntime:
     # --- timers ---------------------------------------------------------------------------
     def run_timers(self) -> int:
         """One pass of the scheduler: up to ``batch`` due enrollments stepped; how many."""
-        with self.lock, _collector_paused():
+        # A pass allocates many small objects (rows, states, effects) without reference
+        # cycles; full collections of a large heap triggered by them halved the steps per
+        # second (bench/journeys.py).
+        with self.lock, collector_paused():
             now = self._clock.now()
             journeys = self.journeys()
             running = sorted(j.id for j in journeys.values() if j.status != "paused")
@@ -920,21 +922,6 @@ class JourneyRuntime:
             self.flush()
         except Exception:  # logged; the loop flushes again
             _log.exception("flushing journey events failed; will retry")
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection during a pass: its many small objects (rows, states,
-    effects) hold no reference cycles, and full collections of a large heap triggered by
-    them halved the steps per second (measured in bench/journeys.py). Collection resumes
-    after the pass."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _about(before: Enrollment, node: str, hcp_id: str) -> dict[str, Any]:

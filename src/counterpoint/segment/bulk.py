@@ -21,12 +21,10 @@ evaluator and the one-HCP ``evaluate`` to the same answers.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +36,7 @@ from counterpoint.consent.ledger import ConsentRecord, decide
 from counterpoint.consent.models import ConsentRow
 from counterpoint.consent.service import _row_record
 from counterpoint.event.log import EventLog
+from counterpoint.kit.heap import collector_paused
 from counterpoint.policy.access import TERRITORY_ROLES, Principal
 from counterpoint.profile.models import Hcp, Identity
 from counterpoint.segment.conditions import (
@@ -232,20 +231,6 @@ def _root(hcp_id: str, merged_into: Mapping[str, str]) -> str:
     return current
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while rows are fetched: the many tuples of a large read
-    would otherwise trigger full collections of the whole heap (measured: up to 4x slower).
-    Rows and Arrow arrays hold no reference cycles; collection resumes afterwards."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 class PopulationReader:
     """Facts about every HCP, read from the operational store in batches (SQLAlchemy Core)."""
 
@@ -289,7 +274,9 @@ class PopulationReader:
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(str(compiled), params)
-                with _collector_paused():
+                # the many tuples of a large read would trigger full collections of the
+                # whole heap (measured: up to 4x slower); rows hold no reference cycles
+                with collector_paused():
                     while part := cursor.fetchmany(BATCH):
                         columns = zip(*part, strict=True)
                         arrays = [
