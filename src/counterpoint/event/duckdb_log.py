@@ -2,17 +2,28 @@
 
 De-duplication is durable: a unique index over the 128-bit MD5 of the message id (compact,
 and collision-free in practice) refuses a message id seen before, however long ago.
+
+Asking that index on every insert (``ON CONFLICT DO NOTHING``) is DuckDB's slow path. The log
+therefore keeps ``SeenKeys``, the same 128-bit keys in memory, loaded from the file on the
+first append: rows whose key it holds (or that repeat an earlier row of the batch) are
+duplicates by the index's own criterion and are left out; the others take a plain insert. The
+index still guards every row: should the set ever be wrong (another connection wrote the
+file), the plain insert fails on the constraint, the transaction is rolled back and the batch
+is appended again through the index alone, and the set is read again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from counterpoint.event.arrow import LOG_SCHEMA, event_from_row, events_to_arrow
@@ -25,10 +36,13 @@ from counterpoint.event.log import (
     StoredEvent,
     TimelineQuery,
 )
+from counterpoint.event.seen import Halves, SeenKeys
 from counterpoint.kit.clock import utc
 from counterpoint.segment.conditions import EventFilter, window_start
 
 __all__ = ["DuckDBEventLog"]
+
+_log = logging.getLogger(__name__)
 
 _SCHEMA_VERSION = 1
 
@@ -62,12 +76,19 @@ INSERT INTO log_meta VALUES ('schema_version', '{_SCHEMA_VERSION}') ON CONFLICT 
 """
 
 _COLS = ", ".join(LOG_COLUMNS)
-_INSERT = f"""
+_PLAIN = f"""
 INSERT INTO event_log (mid, subject_hash, {_COLS})
 SELECT md5_number(message_id), hash(subject), {_COLS} FROM incoming
-ON CONFLICT DO NOTHING
 """
-"""Repeats inside one batch are refused by the same constraint (the first one is kept)."""
+"""For rows known to be new; the unique index still refuses any that is not."""
+_INSERT = _PLAIN + "ON CONFLICT DO NOTHING\n"
+"""Asks the index row by row. Repeats inside one batch are refused by the same constraint
+(the first one is kept)."""
+_HALVES = """
+SELECT (mid >> 64)::UBIGINT AS hi, (mid & 18446744073709551615::UHUGEINT)::UBIGINT AS lo
+FROM (SELECT {mid} AS mid FROM {table})
+"""
+"""A message id's key as ``SeenKeys`` holds it: the two halves of ``mid``."""
 
 _Q_COLS = "received_at, source, reason_code, field, detail, fix, raw"
 
@@ -81,6 +102,7 @@ class DuckDBEventLog:
         self._con.execute(_DDL)
         self._write_lock = threading.Lock()
         self._local = threading.local()
+        self._seen: SeenKeys | None = None
         self._head = 0
         self._head = self._scan_head(0)
 
@@ -111,44 +133,17 @@ class DuckDBEventLog:
         if incoming.schema != LOG_SCHEMA:
             incoming = incoming.select(list(LOG_COLUMNS)).cast(LOG_SCHEMA)
         with self._write_lock:
-            cur = self._cursor()
-            cur.execute("BEGIN TRANSACTION")
+            seen = self._seen_keys()
             try:
-                accepted = 0
-                ids: frozenset[str] | None = frozenset() if report_ids else None
-                if incoming.num_rows:
-                    cur.register("incoming", incoming)
-                    try:
-                        if report_ids:
-                            stored = cur.execute(_INSERT + " RETURNING message_id").fetchall()
-                            ids = frozenset(r[0] for r in stored)
-                            accepted = len(ids)
-                        else:
-                            rows = cur.execute(_INSERT).fetchall()
-                            accepted = int(rows[0][0]) if rows else 0
-                    finally:
-                        cur.unregister("incoming")
-                if quarantine:
-                    cur.executemany(
-                        f"INSERT INTO quarantine ({_Q_COLS}, status) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
-                        [
-                            [
-                                q.received_at,
-                                q.source,
-                                q.reason_code,
-                                q.field,
-                                q.detail,
-                                q.fix,
-                                q.raw,
-                            ]
-                            for q in quarantine
-                        ],
-                    )
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+                accepted, ids, keys = self._append(incoming, quarantine, report_ids, seen)
+            except duckdb.ConstraintException:
+                # The set called a stored id new: it is stale (another connection wrote this
+                # file). Nothing was stored; append through the index alone, read it again.
+                _log.warning("the seen-id set was stale; appending through the unique index")
+                self._seen = None
+                accepted, ids, keys = self._append(incoming, quarantine, report_ids, None)
+            if keys is not None and self._seen is not None:
+                self._seen.add(*keys)  # every id of the batch is stored now, new or not
             if accepted:
                 self._head = self._scan_head(self._head)
             head = self._head
@@ -159,6 +154,86 @@ class DuckDBEventLog:
             last_seq=head,
             accepted_ids=ids,
         )
+
+    def _append(
+        self,
+        incoming: pa.Table,
+        quarantine: Sequence[QuarantineEntry],
+        report_ids: bool,
+        seen: SeenKeys | None,
+    ) -> tuple[int, frozenset[str] | None, tuple[Halves, Halves] | None]:
+        """One transaction: the rows ``seen`` finds new by a plain insert (without ``seen``,
+        every row through the unique index), then the quarantine entries. Returns the count
+        stored, their ids if asked, and the batch's keys (all stored now, new or not)."""
+        cur = self._cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            accepted = 0
+            ids: set[str] | None = set() if report_ids else None
+            keys: tuple[Halves, Halves] | None = None
+            if incoming.num_rows:
+                if seen is None:
+                    accepted = self._insert(cur, _INSERT, incoming, ids)
+                else:
+                    keys = self._keys(cur, incoming)
+                    new = seen.new(*keys)
+                    rows = incoming if new.all() else incoming.filter(pa.array(new))
+                    if rows.num_rows:
+                        accepted = self._insert(cur, _PLAIN, rows, ids)
+            if quarantine:
+                cur.executemany(
+                    f"INSERT INTO quarantine ({_Q_COLS}, status) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+                    [
+                        [q.received_at, q.source, q.reason_code, q.field, q.detail, q.fix, q.raw]
+                        for q in quarantine
+                    ],
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return accepted, (frozenset(ids) if ids is not None else None), keys
+
+    @staticmethod
+    def _insert(
+        cur: duckdb.DuckDBPyConnection, sql: str, rows: pa.Table, ids: set[str] | None
+    ) -> int:
+        cur.register("incoming", rows)
+        try:
+            if ids is not None:
+                stored = cur.execute(sql + " RETURNING message_id").fetchall()
+                ids.update(r[0] for r in stored)
+                accepted = len(stored)
+            else:
+                counted = cur.execute(sql).fetchall()
+                accepted = int(counted[0][0]) if counted else 0
+        except BaseException:
+            # A failed statement aborts the transaction, which then refuses even this; the
+            # caller's rollback removes the registration with the rest.
+            with contextlib.suppress(duckdb.Error):
+                cur.unregister("incoming")
+            raise
+        cur.unregister("incoming")
+        return accepted
+
+    @staticmethod
+    def _keys(cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> tuple[Halves, Halves]:
+        cur.register("incoming", rows)
+        try:
+            sql = _HALVES.format(mid="md5_number(message_id)", table="incoming")
+            columns = cur.execute(sql).fetchnumpy()
+        finally:
+            cur.unregister("incoming")
+        return _pair(columns)
+
+    def _seen_keys(self) -> SeenKeys:
+        """The set of stored ids' keys, read from the file once (the caller holds the lock)."""
+        if self._seen is None:
+            # sorted by DuckDB (in parallel), a run's own sort is then a linear pass
+            sql = _HALVES.format(mid="mid", table="event_log") + "ORDER BY hi"
+            self._seen = SeenKeys(*_pair(self._cursor().execute(sql).fetchnumpy()))
+        return self._seen
 
     def _scan_head(self, known: int) -> int:
         """The highest seq; only rows past ``known`` are looked at (min/max zone maps)."""
@@ -300,6 +375,13 @@ class DuckDBEventLog:
 
     def close(self) -> None:
         self._con.close()
+
+
+def _pair(columns: dict[str, Any]) -> tuple[Halves, Halves]:
+    return (
+        np.asarray(columns["hi"], dtype=np.uint64),
+        np.asarray(columns["lo"], dtype=np.uint64),
+    )
 
 
 def _filter_sql(f: EventFilter, now: dt.datetime) -> tuple[str, list[Any]]:

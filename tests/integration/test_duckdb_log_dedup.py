@@ -1,0 +1,180 @@
+"""The embedded log's de-duplication: its ``SeenKeys`` leaves out repeats and the new rows take
+a plain insert; the unique index guards them all and takes over when the set is wrong. Either
+way the log must store each message id once, keep the first occurrence and keep the batch's
+order. The same harness, with both protections switched off, must find the repeats it stores
+(negative control).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import counterpoint.event.duckdb_log as duckdb_log
+from counterpoint.event.canonical import Action, Channel, EventKind, LogEvent
+from counterpoint.event.duckdb_log import DuckDBEventLog
+from counterpoint.event.seen import Halves, SeenKeys
+
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+def _event(message_id: str, n: int) -> LogEvent:
+    return LogEvent(
+        message_id=message_id,
+        kind=EventKind.TRACK,
+        subject="npi:1234567893",
+        occurred_at=NOW - dt.timedelta(seconds=n),
+        received_at=NOW,
+        source="wk_test",
+        channel=Channel.CAMPAIGN_EMAIL,
+        action=Action.OPENED,
+        event_name=f"occurrence {n}",
+        payload={"n": n},
+    )
+
+
+def _stored(log: DuckDBEventLog) -> list[tuple[str, str | None]]:
+    """(message id, event name) in sequence order."""
+    table = log.read_after(0, 1_000_000)
+    return list(
+        zip(
+            table.column("message_id").to_pylist(),
+            table.column("event_name").to_pylist(),
+            strict=True,
+        )
+    )
+
+
+def _problems(log: DuckDBEventLog, batches: list[list[str]]) -> list[str]:
+    """Append the batches, then compare the log and each result with the rule: every id is
+    stored once, as its first occurrence, in the order first seen."""
+    problems: list[str] = []
+    expected: list[tuple[str, str]] = []
+    known: set[str] = set()
+    n = 0
+    for batch in batches:
+        events = []
+        new = 0
+        for message_id in batch:
+            events.append(_event(message_id, n))
+            if message_id not in known:
+                known.add(message_id)
+                expected.append((message_id, f"occurrence {n}"))
+                new += 1
+            n += 1
+        result = log.append(events, report_ids=True)
+        if (result.accepted, result.duplicates) != (new, len(batch) - new):
+            problems.append(f"batch {batch}: {result.accepted} accepted, {new} new")
+    stored = _stored(log)
+    if stored != expected:
+        problems.append(f"stored {stored}, expected {expected}")
+    return problems
+
+
+_IDS = st.lists(st.lists(st.sampled_from([f"m{i}" for i in range(12)]), max_size=8), max_size=8)
+
+
+@given(_IDS)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_each_id_is_stored_once_first_occurrence_in_order(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[str]]
+) -> None:
+    log = DuckDBEventLog(tmp_path_factory.mktemp("log") / "events.duckdb")
+    try:
+        assert _problems(log, batches) == []
+    finally:
+        log.close()
+
+
+def test_repeats_are_left_out_before_the_plain_insert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = DuckDBEventLog(tmp_path / "events.duckdb")
+    used: list[tuple[str, int]] = []
+    insert = DuckDBEventLog._insert
+
+    def spy(cur: object, sql: str, rows: object, ids: object) -> int:
+        used.append(("index" if "ON CONFLICT" in sql else "plain", rows.num_rows))  # type: ignore[attr-defined]
+        return insert(cur, sql, rows, ids)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DuckDBEventLog, "_insert", staticmethod(spy))
+    try:
+        log.append([_event("a", 0), _event("b", 1)])
+        assert used == [("plain", 2)]
+        used.clear()
+        # Two repeats (one of a stored id, one within the batch) never reach the database.
+        result = log.append([_event("c", 2), _event("a", 3), _event("d", 4), _event("c", 5)])
+        assert used == [("plain", 2)]
+        assert (result.accepted, result.duplicates) == (2, 2)
+        assert [m for m, _ in _stored(log)] == ["a", "b", "c", "d"]
+    finally:
+        log.close()
+
+
+def test_reopened_log_knows_its_ids(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    first = DuckDBEventLog(path)
+    first.append([_event(f"m{i}", i) for i in range(500)])
+    first.close()
+    second = DuckDBEventLog(path)
+    try:
+        again = second.append([_event(f"m{i}", i) for i in range(495, 505)])
+        assert (again.accepted, again.duplicates) == (5, 5)
+        assert second.count() == 505
+    finally:
+        second.close()
+
+
+def test_a_stale_set_falls_back_to_the_index_and_loses_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = DuckDBEventLog(tmp_path / "events.duckdb")
+    try:
+        log.append([_event("a", 0), _event("b", 1)])
+        log._seen = SeenKeys()  # forgets every stored id: it calls "a" and "b" new
+        with caplog.at_level(logging.WARNING, logger=duckdb_log.__name__):
+            result = log.append([_event("a", 2), _event("c", 3), _event("b", 4)], report_ids=True)
+        assert result.accepted_ids == frozenset({"c"})
+        assert (result.accepted, result.duplicates) == (1, 2)
+        assert _stored(log) == [("a", "occurrence 0"), ("b", "occurrence 1"), ("c", "occurrence 3")]
+        assert "stale" in caplog.text
+        # Reloaded from the file: the next repeat of "a" is known again.
+        assert log.append([_event("a", 5)]).duplicates == 1
+    finally:
+        log.close()
+
+
+class _CallsEverythingNew(SeenKeys):
+    def new(self, hi: Halves, lo: Halves) -> np.ndarray:
+        return np.ones(len(hi), dtype=np.bool_)
+
+
+def test_negative_control_without_index_or_set_repeats_are_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_log, "_DDL", duckdb_log._DDL.replace("NOT NULL UNIQUE", "NOT NULL"))
+    log = DuckDBEventLog(tmp_path / "events.duckdb")
+    try:
+        log._seen = _CallsEverythingNew()
+        problems = _problems(log, [["a", "b"], ["a", "c", "c"]])
+        assert problems  # the harness sees the repeats stored
+        assert [m for m, _ in _stored(log)] == ["a", "b", "a", "c", "c"]
+    finally:
+        log.close()
+
+
+def test_with_the_index_alone_a_wrong_set_still_stores_each_id_once(tmp_path: Path) -> None:
+    log = DuckDBEventLog(tmp_path / "events.duckdb")
+    try:
+        log._seen = _CallsEverythingNew()
+        assert _problems(log, [["a", "b"], ["a", "c", "c"], ["b", "d"]]) == []
+    finally:
+        log.close()
