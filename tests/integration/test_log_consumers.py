@@ -150,3 +150,37 @@ def test_the_container_makes_every_other_consumer_give_way_to_the_projector(
         assert consumer.give_way_to is container.projector
         assert consumer.chunk_seconds == CONSUMER_CHUNK_S
     assert container.projector.give_way_to is None
+
+
+class _Slow(_Recording):
+    """Takes a while per chunk, like a consumer far behind after a bulk import."""
+
+    def apply(self, session: Session, table: pa.Table) -> None:
+        time.sleep(0.05)
+        super().apply(session, table)
+
+
+@pytest.mark.parametrize("stops_between_chunks", [True, False])
+def test_stopping_a_consumer_ends_its_catch_up_after_the_current_chunk(
+    container: Container, monkeypatch: pytest.MonkeyPatch, stops_between_chunks: bool
+) -> None:
+    """``stop`` while a long backlog is applied returns after the chunk in hand; the checkpoint
+    holds what was applied and a later catch-up does the rest. Without the check between
+    chunks (the negative control) ``stop`` waits for the whole backlog."""
+    consumer = _Slow(container, "t-backlog")
+    consumer.chunk_size = 10
+    consumer.catch_up()
+    _append(container, 400, "b")  # 40 chunks, about 2 s
+    if not stops_between_chunks:
+        monkeypatch.setattr(consumer, "_stopping", lambda: False)
+    consumer.start()
+    consumer.wake()
+    assert consumer.entered.wait(5)
+    consumer.stop()
+    applied = sum(consumer.sizes)
+    if stops_between_chunks:
+        assert 0 < applied < 100
+        assert consumer.catch_up() == 400 - applied  # resumes from the checkpoint
+        assert sum(consumer.sizes) == 400
+    else:
+        assert applied == 400

@@ -141,7 +141,7 @@ class LogConsumer(abc.ABC):
         applied = 0
         with self._lock:
             try:
-                while True:
+                while not self._stopping():
                     if give_way:
                         self._give_way()
                     self._set_busy(True)
@@ -163,6 +163,12 @@ class LogConsumer(abc.ABC):
             finally:
                 self._set_busy(False)
         return applied
+
+    def _stopping(self) -> bool:
+        """Whether ``stop`` is waiting for this consumer: a catch-up then ends after the chunk
+        it is applying (each chunk commits with its checkpoint), instead of after the whole
+        backlog, which after a bulk import can take an hour."""
+        return self._stop.is_set()
 
     def after_catch_up(self) -> None:  # noqa: B027 - optional hook
         """Runs (under the consumer's lock) after a catch-up that applied events."""
@@ -194,6 +200,7 @@ class LogConsumer(abc.ABC):
             self._stop.set()
             self._wake.set()
             self._thread.join()
+            self._stop.clear()  # a later catch_up called directly runs in full again
             with self._progress:
                 self._thread = None
                 self._progress.notify_all()

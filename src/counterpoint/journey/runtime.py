@@ -890,6 +890,12 @@ class JourneyRuntime:
             for thread in self._threads:
                 thread.join()
             self._threads = []
+            self._stop.clear()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` is waiting for the runtime's threads."""
+        return self._stop.is_set()
 
     def _loop(self) -> None:
         self.flush_safely()
@@ -968,7 +974,7 @@ class JourneyEventConsumer(LogConsumer):
         backlog instead of waiting for all of it."""
         applied = 0
         with self._lock:
-            while True:
+            while not self._stopping():
                 if give_way:
                     self._give_way()
                 started = time.perf_counter()
@@ -981,6 +987,9 @@ class JourneyEventConsumer(LogConsumer):
                 if progress is not None:
                     progress(read)
         return applied
+
+    def _stopping(self) -> bool:
+        return self._runtime.stopping
 
     def _one_chunk(self) -> int:
         """Apply the next chunk in one transaction with the checkpoint; 0 when caught up."""
