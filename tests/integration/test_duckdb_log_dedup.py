@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,15 @@ from counterpoint.event.duckdb_log import DuckDBEventLog
 from counterpoint.event.seen import Halves, SeenKeys
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[DuckDBEventLog]:
+    log = DuckDBEventLog(path)
+    try:
+        yield log
+    finally:
+        log.close()
 
 
 def _event(message_id: str, n: int) -> LogEvent:
@@ -87,17 +98,13 @@ _IDS = st.lists(st.lists(st.sampled_from([f"m{i}" for i in range(12)]), max_size
 def test_each_id_is_stored_once_first_occurrence_in_order(
     tmp_path_factory: pytest.TempPathFactory, batches: list[list[str]]
 ) -> None:
-    log = DuckDBEventLog(tmp_path_factory.mktemp("log") / "events.duckdb")
-    try:
+    with _opened(tmp_path_factory.mktemp("log") / "events.duckdb") as log:
         assert _problems(log, batches) == []
-    finally:
-        log.close()
 
 
 def test_repeats_are_left_out_before_the_plain_insert(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log = DuckDBEventLog(tmp_path / "events.duckdb")
     used: list[tuple[str, int]] = []
     insert = DuckDBEventLog._insert
 
@@ -106,7 +113,7 @@ def test_repeats_are_left_out_before_the_plain_insert(
         return insert(cur, sql, rows, ids)  # type: ignore[arg-type]
 
     monkeypatch.setattr(DuckDBEventLog, "_insert", staticmethod(spy))
-    try:
+    with _opened(tmp_path / "events.duckdb") as log:
         log.append([_event("a", 0), _event("b", 1)])
         assert used == [("plain", 2)]
         used.clear()
@@ -115,8 +122,6 @@ def test_repeats_are_left_out_before_the_plain_insert(
         assert used == [("plain", 2)]
         assert (result.accepted, result.duplicates) == (2, 2)
         assert [m for m, _ in _stored(log)] == ["a", "b", "c", "d"]
-    finally:
-        log.close()
 
 
 def test_reopened_log_knows_its_ids(tmp_path: Path) -> None:
@@ -124,20 +129,16 @@ def test_reopened_log_knows_its_ids(tmp_path: Path) -> None:
     first = DuckDBEventLog(path)
     first.append([_event(f"m{i}", i) for i in range(500)])
     first.close()
-    second = DuckDBEventLog(path)
-    try:
+    with _opened(path) as second:
         again = second.append([_event(f"m{i}", i) for i in range(495, 505)])
         assert (again.accepted, again.duplicates) == (5, 5)
         assert second.count() == 505
-    finally:
-        second.close()
 
 
 def test_a_stale_set_falls_back_to_the_index_and_loses_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    log = DuckDBEventLog(tmp_path / "events.duckdb")
-    try:
+    with _opened(tmp_path / "events.duckdb") as log:
         log.append([_event("a", 0), _event("b", 1)])
         log._seen = SeenKeys()  # forgets every stored id: it calls "a" and "b" new
         with caplog.at_level(logging.WARNING, logger=duckdb_log.__name__):
@@ -148,8 +149,6 @@ def test_a_stale_set_falls_back_to_the_index_and_loses_nothing(
         assert "stale" in caplog.text
         # Reloaded from the file: the next repeat of "a" is known again.
         assert log.append([_event("a", 5)]).duplicates == 1
-    finally:
-        log.close()
 
 
 class _CallsEverythingNew(SeenKeys):
@@ -161,20 +160,14 @@ def test_negative_control_without_index_or_set_repeats_are_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(duckdb_log, "_DDL", duckdb_log._DDL.replace("NOT NULL UNIQUE", "NOT NULL"))
-    log = DuckDBEventLog(tmp_path / "events.duckdb")
-    try:
+    with _opened(tmp_path / "events.duckdb") as log:
         log._seen = _CallsEverythingNew()
         problems = _problems(log, [["a", "b"], ["a", "c", "c"]])
         assert problems  # the harness sees the repeats stored
         assert [m for m, _ in _stored(log)] == ["a", "b", "a", "c", "c"]
-    finally:
-        log.close()
 
 
 def test_with_the_index_alone_a_wrong_set_still_stores_each_id_once(tmp_path: Path) -> None:
-    log = DuckDBEventLog(tmp_path / "events.duckdb")
-    try:
+    with _opened(tmp_path / "events.duckdb") as log:
         log._seen = _CallsEverythingNew()
         assert _problems(log, [["a", "b"], ["a", "c", "c"], ["b", "d"]]) == []
-    finally:
-        log.close()
