@@ -100,7 +100,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--ingest-only", action="store_true", help="API without in-process consumers"
+        "--ingest-only",
+        action="store_true",
+        help="an API process of the server deployment: no in-process consumers, delivery or "
+        "journeys (workers run them)",
     )
     args = parser.parse_args()
     requests = 40 if args.tiny else args.requests
@@ -120,7 +123,15 @@ def main() -> int:
         built.close()
         env = {
             "COUNTERPOINT_DATA_DIR": str(data_dir),
-            **({"COUNTERPOINT_RUN_CONSUMERS": "false"} if args.ingest_only else {}),
+            **(
+                {
+                    "COUNTERPOINT_RUN_CONSUMERS": "false",
+                    "COUNTERPOINT_RUN_DELIVERY": "false",
+                    "COUNTERPOINT_RUN_JOURNEYS": "false",
+                }
+                if args.ingest_only
+                else {}
+            ),
         }
         for attempt in range(repeats):
             bodies = _bodies(requests, f"{attempt}")

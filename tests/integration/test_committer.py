@@ -155,12 +155,12 @@ class FailingOnceLog:
         events: Sequence[LogEvent],
         quarantine: Sequence[QuarantineEntry] = (),
         *,
-        report_ids: bool = False,
+        report_stored: bool = False,
     ) -> AppendResult:
         self.calls += 1
         if self.calls == 1:
             raise OSError("disk full")
-        return self._log.append(events, quarantine, report_ids=report_ids)
+        return self._log.append(events, quarantine, report_stored=report_stored)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._log, name)

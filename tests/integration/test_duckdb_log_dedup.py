@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -71,17 +72,20 @@ def _problems(log: DuckDBEventLog, batches: list[list[str]]) -> list[str]:
     n = 0
     for batch in batches:
         events = []
-        new = 0
+        flags = []
         for message_id in batch:
             events.append(_event(message_id, n))
+            flags.append(message_id not in known)
             if message_id not in known:
                 known.add(message_id)
                 expected.append((message_id, f"occurrence {n}"))
-                new += 1
             n += 1
-        result = log.append(events, report_ids=True)
+        result = log.append(events, report_stored=True)
+        new = sum(flags)
         if (result.accepted, result.duplicates) != (new, len(batch) - new):
             problems.append(f"batch {batch}: {result.accepted} accepted, {new} new")
+        if result.stored != tuple(flags):
+            problems.append(f"batch {batch}: stored flags {result.stored}, expected {flags}")
     stored = _stored(log)
     if stored != expected:
         problems.append(f"stored {stored}, expected {expected}")
@@ -106,13 +110,15 @@ def test_repeats_are_left_out_before_the_plain_insert(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     used: list[tuple[str, int]] = []
-    insert = DuckDBEventLog._insert
+    insert = duckdb_log._insert
 
-    def spy(cur: object, sql: str, rows: object, ids: object) -> int:
-        used.append(("index" if "ON CONFLICT" in sql else "plain", rows.num_rows))  # type: ignore[attr-defined]
-        return insert(cur, sql, rows, ids)  # type: ignore[arg-type]
+    def spy(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
+        table = "fresh" if "FROM fresh" in sql else "incoming"  # the rows the INSERT reads
+        rows = cur.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        used.append(("index" if "ON CONFLICT" in sql else "plain", rows))
+        return insert(cur, sql)
 
-    monkeypatch.setattr(DuckDBEventLog, "_insert", staticmethod(spy))
+    monkeypatch.setattr(duckdb_log, "_insert", spy)
     with _opened(tmp_path / "events.duckdb") as log:
         log.append([_event("a", 0), _event("b", 1)])
         assert used == [("plain", 2)]
@@ -142,8 +148,10 @@ def test_a_stale_set_falls_back_to_the_index_and_loses_nothing(
         log.append([_event("a", 0), _event("b", 1)])
         log._seen = SeenKeys()  # forgets every stored id: it calls "a" and "b" new
         with caplog.at_level(logging.WARNING, logger=duckdb_log.__name__):
-            result = log.append([_event("a", 2), _event("c", 3), _event("b", 4)], report_ids=True)
-        assert result.accepted_ids == frozenset({"c"})
+            result = log.append(
+                [_event("a", 2), _event("c", 3), _event("b", 4)], report_stored=True
+            )
+        assert result.stored == (False, True, False)
         assert (result.accepted, result.duplicates) == (1, 2)
         assert _stored(log) == [("a", "occurrence 0"), ("b", "occurrence 1"), ("c", "occurrence 3")]
         assert "stale" in caplog.text

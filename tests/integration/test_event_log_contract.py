@@ -77,7 +77,7 @@ def test_append_reports_accepted_and_duplicates(container: Container) -> None:
     log = container.log
     first = log.append([_event("a"), _event("b"), _event("c")])
     assert (first.accepted, first.duplicates, first.quarantined) == (3, 0, 0)
-    assert first.accepted_ids is None
+    assert first.stored is None
     assert first.last_seq == log.head() > 0
     assert log.count() == 3
 
@@ -104,21 +104,23 @@ def test_duplicates_within_one_batch_keep_the_first(container: Container) -> Non
     assert stored["x"].payload == {"n": 1}
 
 
-def test_report_ids_returns_only_the_newly_stored_ids(container: Container) -> None:
+def test_report_stored_flags_each_event_that_was_stored(container: Container) -> None:
     log = container.log
     log.append([_event("old")])
-    result = log.append([_event("old"), _event("n1"), _event("n2"), _event("n1")], report_ids=True)
-    assert result.accepted_ids == frozenset({"n1", "n2"})
+    result = log.append(
+        [_event("old"), _event("n1"), _event("n2"), _event("n1")], report_stored=True
+    )
+    assert result.stored == (False, True, True, False)  # the repeat of n1 is not stored
     assert (result.accepted, result.duplicates) == (2, 2)
-    nothing_new = log.append([_event("n2")], report_ids=True)
-    assert nothing_new.accepted_ids == frozenset()
+    nothing_new = log.append([_event("n2")], report_stored=True)
+    assert nothing_new.stored == (False,)
     assert nothing_new.accepted == 0
 
 
 def test_an_empty_append_stores_nothing(container: Container) -> None:
-    result = container.log.append([], report_ids=True)
+    result = container.log.append([], report_stored=True)
     assert (result.accepted, result.duplicates, result.quarantined) == (0, 0, 0)
-    assert result.accepted_ids == frozenset()
+    assert result.stored == ()
     assert container.log.count() == 0
 
 
@@ -335,8 +337,8 @@ def test_reopening_keeps_events_dedup_and_quarantine(settings: Settings) -> None
         assert log.head() == head
         assert log.read_after(0, 100).to_pylist() == before
         # De-duplication survives the restart: the old ids are still refused.
-        again = log.append([_event("p1"), _event("p3")], report_ids=True)
-        assert again.accepted_ids == frozenset({"p3"})
+        again = log.append([_event("p1"), _event("p3")], report_stored=True)
+        assert again.stored == (False, True)
         assert again.duplicates == 1
         assert again.last_seq > head
         items = log.quarantined(None, 0, 10)

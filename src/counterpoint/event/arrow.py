@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from counterpoint.event.canonical import (
@@ -49,11 +50,15 @@ LOG_SCHEMA = pa.schema(
 assert tuple(LOG_SCHEMA.names) == LOG_COLUMNS
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_ENCODE = msgspec.json.Encoder(enc_hook=str).encode
+"""JSON text of a payload (and of a file's properties, ``bulk._properties_json``): compact,
+UTF-8, a value JSON has no type for written as its ``str``. msgspec's encoder takes a tenth of
+the time of the standard library's; the group commit encodes every event's payload while it
+holds the interpreter lock."""
 
 
 def _dumps(payload: dict[str, Any]) -> str:
-    return _ENCODE(payload)  # one encoder for every call (``json.dumps`` builds one per call)
+    return _ENCODE(payload).decode()
 
 
 def events_to_arrow(events: Sequence[LogEvent]) -> pa.Table:
@@ -77,7 +82,7 @@ def events_to_arrow(events: Sequence[LogEvent]) -> pa.Table:
             pa.array([e.actor_id for e in events], pa.string()),
             pa.array([e.function for e in events], pa.string()),
             pa.array([e.market for e in events], pa.string()),
-            pa.array([_ENCODE(e.payload) for e in events], pa.string()),
+            pa.array([_ENCODE(e.payload).decode() for e in events], pa.string()),
             pa.array([e.synthetic for e in events], pa.bool_()),
         ],
         schema=LOG_SCHEMA,

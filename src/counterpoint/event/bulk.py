@@ -96,10 +96,10 @@ _FIRST_BYTES[[c.encode()[0] for c in _SPACES]] = True
 _LAST_BYTES: Final = np.zeros(256, dtype=np.bool_)
 _LAST_BYTES[[c.encode()[-1] for c in _SPACES]] = True
 
-# JSON text that ``json.loads`` then ``json.dumps(separators=(",", ":"), ensure_ascii=False)``
-# gives back unchanged (duplicate keys aside, checked separately): no white space, strings
-# without \u or \/ escapes or raw control characters, integers without -0 or leading zeros,
-# decimals of at most 15 significant digits written as Python's repr writes them.
+# JSON text that decoding then ``_dumps`` gives back unchanged (duplicate keys aside, checked
+# separately): no white space, strings without \u or \/ escapes or raw control characters,
+# integers without -0 or leading zeros, decimals of at most 15 significant digits written as
+# ``_dumps`` writes them (as Python's repr does, in this range).
 _J_STR: Final = r'"(?:[^"\\\x00-\x1f]|\\["\\bfnrt])*"'
 _J_FLOAT: Final = (
     r"-?(?:[1-9][0-9]{0,6}\.(?:0|[0-9]{0,7}[1-9])|0\.(?:0|0{0,3}[1-9](?:[0-9]{0,6}[1-9])?))"

@@ -101,18 +101,17 @@ class GroupCommitter:
         events = [e for p in group for e in p.events]
         quarantine = [q for p in group for q in p.quarantine]
         try:
-            result = self._log.append(events, quarantine, report_ids=True)
+            result = self._log.append(events, quarantine, report_stored=True)
         except BaseException as exc:  # every waiting request learns of the failure
             for p in group:
                 p.future.set_exception(exc)
             return
-        stored = set(result.accepted_ids or ())
+        stored = result.stored or ()
+        start = 0
         for p in group:
-            accepted = 0
-            for e in p.events:
-                if e.message_id in stored:
-                    stored.discard(e.message_id)
-                    accepted += 1
+            end = start + len(p.events)
+            accepted = sum(stored[start:end])
+            start = end
             p.future.set_result(
                 AppendResult(
                     accepted=accepted,

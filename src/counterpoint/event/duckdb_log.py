@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from counterpoint.event.log import (
     QuarantineStatus,
     StoredEvent,
     TimelineQuery,
+    stored_flags,
 )
 from counterpoint.event.seen import Halves, SeenKeys
 from counterpoint.kit.clock import utc
@@ -78,10 +79,10 @@ INSERT INTO log_meta VALUES ('schema_version', '{_SCHEMA_VERSION}') ON CONFLICT 
 _COLS = ", ".join(LOG_COLUMNS)
 _PLAIN = f"""
 INSERT INTO event_log (mid, subject_hash, {_COLS})
-SELECT md5_number(message_id), hash(subject), {_COLS} FROM incoming
+SELECT md5_number(message_id), hash(subject), {_COLS} FROM {{table}}
 """
 """For rows known to be new; the unique index still refuses any that is not."""
-_INSERT = _PLAIN + "ON CONFLICT DO NOTHING\n"
+_INSERT = _PLAIN.format(table="incoming") + "ON CONFLICT DO NOTHING\n"
 """Asks the index row by row. Repeats inside one batch are refused by the same constraint
 (the first one is kept)."""
 _HALVES = """
@@ -89,6 +90,7 @@ SELECT (mid >> 64)::UBIGINT AS hi, (mid & 18446744073709551615::UHUGEINT)::UBIGI
 FROM (SELECT {mid} AS mid FROM {table})
 """
 """A message id's key as ``SeenKeys`` holds it: the two halves of ``mid``."""
+_KEYS = _HALVES.format(mid="md5_number(message_id)", table="incoming")
 
 _Q_COLS = "received_at, source, reason_code, field, detail, fix, raw"
 
@@ -118,16 +120,16 @@ class DuckDBEventLog:
         events: Sequence[LogEvent],
         quarantine: Sequence[QuarantineEntry] = (),
         *,
-        report_ids: bool = False,
+        report_stored: bool = False,
     ) -> AppendResult:
-        return self.append_arrow(events_to_arrow(events), quarantine, report_ids=report_ids)
+        return self.append_arrow(events_to_arrow(events), quarantine, report_stored=report_stored)
 
     def append_arrow(
         self,
         incoming: pa.Table,
         quarantine: Sequence[QuarantineEntry] = (),
         *,
-        report_ids: bool = False,
+        report_stored: bool = False,
     ) -> AppendResult:
         """Append a table in ``LOG_SCHEMA`` (the bulk import's fast path)."""
         if incoming.schema != LOG_SCHEMA:
@@ -135,13 +137,13 @@ class DuckDBEventLog:
         with self._write_lock:
             seen = self._seen_keys()
             try:
-                accepted, ids, keys = self._append(incoming, quarantine, report_ids, seen)
+                accepted, stored, keys = self._append(incoming, quarantine, report_stored, seen)
             except duckdb.ConstraintException:
                 # The set called a stored id new: it is stale (another connection wrote this
                 # file). Nothing was stored; append through the index alone, read it again.
                 _log.warning("the seen-id set was stale; appending through the unique index")
                 self._seen = None
-                accepted, ids, keys = self._append(incoming, quarantine, report_ids, None)
+                accepted, stored, keys = self._append(incoming, quarantine, report_stored, None)
             if keys is not None and self._seen is not None:
                 self._seen.add(*keys)  # every id of the batch is stored now, new or not
             if accepted:
@@ -152,34 +154,39 @@ class DuckDBEventLog:
             duplicates=incoming.num_rows - accepted,
             quarantined=len(quarantine),
             last_seq=head,
-            accepted_ids=ids,
+            stored=stored,
         )
 
     def _append(
         self,
         incoming: pa.Table,
         quarantine: Sequence[QuarantineEntry],
-        report_ids: bool,
+        report_stored: bool,
         seen: SeenKeys | None,
-    ) -> tuple[int, frozenset[str] | None, tuple[Halves, Halves] | None]:
+    ) -> tuple[int, tuple[bool, ...] | None, tuple[Halves, Halves] | None]:
         """One transaction: the rows ``seen`` finds new by a plain insert (without ``seen``,
         every row through the unique index), then the quarantine entries. Returns the count
-        stored, their ids if asked, and the batch's keys (all stored now, new or not)."""
+        stored, which rows were if asked, and the batch's keys (all stored now, new or not)."""
         cur = self._cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
             accepted = 0
-            ids: set[str] | None = set() if report_ids else None
+            stored: tuple[bool, ...] | None = () if report_stored else None
             keys: tuple[Halves, Halves] | None = None
             if incoming.num_rows:
-                if seen is None:
-                    accepted = self._insert(cur, _INSERT, incoming, ids)
-                else:
-                    keys = self._keys(cur, incoming)
-                    new = seen.new(*keys)
-                    rows = incoming if new.all() else incoming.filter(pa.array(new))
-                    if rows.num_rows:
-                        accepted = self._insert(cur, _PLAIN, rows, ids)
+                with _registered(cur, "incoming", incoming):
+                    if seen is None:
+                        accepted, stored = _through_index(cur, incoming, report_stored)
+                    else:
+                        keys = _pair(cur.execute(_KEYS).fetchnumpy())
+                        new = seen.new(*keys)
+                        if new.all():
+                            accepted = _insert(cur, _PLAIN.format(table="incoming"))
+                        elif new.any():
+                            with _registered(cur, "fresh", incoming.filter(pa.array(new))):
+                                accepted = _insert(cur, _PLAIN.format(table="fresh"))
+                        if report_stored:
+                            stored = tuple(new.tolist())
             if quarantine:
                 cur.executemany(
                     f"INSERT INTO quarantine ({_Q_COLS}, status) "
@@ -193,39 +200,7 @@ class DuckDBEventLog:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return accepted, (frozenset(ids) if ids is not None else None), keys
-
-    @staticmethod
-    def _insert(
-        cur: duckdb.DuckDBPyConnection, sql: str, rows: pa.Table, ids: set[str] | None
-    ) -> int:
-        cur.register("incoming", rows)
-        try:
-            if ids is not None:
-                stored = cur.execute(sql + " RETURNING message_id").fetchall()
-                ids.update(r[0] for r in stored)
-                accepted = len(stored)
-            else:
-                counted = cur.execute(sql).fetchall()
-                accepted = int(counted[0][0]) if counted else 0
-        except BaseException:
-            # A failed statement aborts the transaction, which then refuses even this; the
-            # caller's rollback removes the registration with the rest.
-            with contextlib.suppress(duckdb.Error):
-                cur.unregister("incoming")
-            raise
-        cur.unregister("incoming")
-        return accepted
-
-    @staticmethod
-    def _keys(cur: duckdb.DuckDBPyConnection, rows: pa.Table) -> tuple[Halves, Halves]:
-        cur.register("incoming", rows)
-        try:
-            sql = _HALVES.format(mid="md5_number(message_id)", table="incoming")
-            columns = cur.execute(sql).fetchnumpy()
-        finally:
-            cur.unregister("incoming")
-        return _pair(columns)
+        return accepted, stored, keys
 
     def _seen_keys(self) -> SeenKeys:
         """The set of stored ids' keys, read from the file once (the caller holds the lock)."""
@@ -375,6 +350,37 @@ class DuckDBEventLog:
 
     def close(self) -> None:
         self._con.close()
+
+
+@contextlib.contextmanager
+def _registered(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[None]:
+    """``table`` visible to ``cur``'s statements as ``name`` for the block."""
+    cur.register(name, table)
+    try:
+        yield
+    except BaseException:
+        # A failed statement aborts the transaction, which then refuses even this; the
+        # caller's rollback removes the registration with the rest.
+        with contextlib.suppress(duckdb.Error):
+            cur.unregister(name)
+        raise
+    cur.unregister(name)
+
+
+def _insert(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """Run an INSERT; the count of rows it stored."""
+    rows = cur.execute(sql).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def _through_index(
+    cur: duckdb.DuckDBPyConnection, incoming: pa.Table, report_stored: bool
+) -> tuple[int, tuple[bool, ...] | None]:
+    """Every row of the registered ``incoming`` through the unique index (no ``SeenKeys``)."""
+    if not report_stored:
+        return _insert(cur, _INSERT), None
+    ids = [r[0] for r in cur.execute(_INSERT + " RETURNING message_id").fetchall()]
+    return len(ids), stored_flags(incoming.column("message_id").to_pylist(), ids)
 
 
 def _pair(columns: dict[str, Any]) -> tuple[Halves, Halves]:

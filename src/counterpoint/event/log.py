@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,6 +28,7 @@ __all__ = [
     "QuarantinedEvent",
     "StoredEvent",
     "TimelineQuery",
+    "stored_flags",
 ]
 
 
@@ -72,8 +73,19 @@ class AppendResult:
     duplicates: int
     quarantined: int
     last_seq: int
-    accepted_ids: frozenset[str] | None = None
-    """The message ids stored, when asked for (``report_ids=True``)."""
+    stored: tuple[bool, ...] | None = None
+    """Per appended event, in order, whether it was stored (``report_stored=True``): false for
+    an id the log held already and for a repeat of an earlier event of the same append."""
+
+
+def stored_flags(message_ids: Sequence[str], stored_ids: Collection[str]) -> tuple[bool, ...]:
+    """``AppendResult.stored`` from the ids an append stored: each one's first occurrence."""
+    left = set(stored_ids)
+    flags = []
+    for message_id in message_ids:
+        flags.append(message_id in left)
+        left.discard(message_id)
+    return tuple(flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +109,7 @@ class EventLog(Protocol):
         events: Sequence[LogEvent],
         quarantine: Sequence[QuarantineEntry] = (),
         *,
-        report_ids: bool = False,
+        report_stored: bool = False,
     ) -> AppendResult:
         """Store new events and quarantine entries in one durable transaction.
 
@@ -111,7 +123,7 @@ class EventLog(Protocol):
         incoming: pa.Table,
         quarantine: Sequence[QuarantineEntry] = (),
         *,
-        report_ids: bool = False,
+        report_stored: bool = False,
     ) -> AppendResult:
         """``append`` for rows already in the log's Arrow schema (the bulk path)."""
         ...

@@ -23,6 +23,7 @@ from counterpoint.event.log import (
     QuarantineStatus,
     StoredEvent,
     TimelineQuery,
+    stored_flags,
 )
 from counterpoint.event.models import EventLogRow, QuarantineRow
 from counterpoint.kit.clock import utc
@@ -45,23 +46,23 @@ class PostgresEventLog:
         events: Sequence[LogEvent],
         quarantine: Sequence[QuarantineEntry] = (),
         *,
-        report_ids: bool = False,
+        report_stored: bool = False,
     ) -> AppendResult:
-        return self.append_arrow(events_to_arrow(events), quarantine, report_ids=report_ids)
+        return self.append_arrow(events_to_arrow(events), quarantine, report_stored=report_stored)
 
     def append_arrow(
         self,
         incoming: pa.Table,
         quarantine: Sequence[QuarantineEntry] = (),
         *,
-        report_ids: bool = False,
+        report_stored: bool = False,
     ) -> AppendResult:
         if incoming.schema != LOG_SCHEMA:
             incoming = incoming.select(list(LOG_COLUMNS)).cast(LOG_SCHEMA)
         with self._engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _APPEND_LOCK})
             accepted = 0
-            ids: frozenset[str] | None = frozenset() if report_ids else None
+            stored: tuple[bool, ...] | None = () if report_stored else None
             if incoming.num_rows:
                 if conn.execute(text("SELECT to_regclass('pg_temp.incoming')")).scalar() is None:
                     conn.execute(
@@ -81,9 +82,9 @@ class PostgresEventLog:
                     f"INSERT INTO event_log ({_COLS}) SELECT {_COLS} FROM incoming ORDER BY ord "
                     "ON CONFLICT (message_id) DO NOTHING"
                 )
-                if report_ids:
-                    stored = conn.execute(text(insert + " RETURNING message_id")).scalars()
-                    ids = frozenset(stored)
+                if report_stored:
+                    ids = list(conn.execute(text(insert + " RETURNING message_id")).scalars())
+                    stored = stored_flags(incoming.column("message_id").to_pylist(), ids)
                     accepted = len(ids)
                 else:
                     accepted = conn.execute(text(insert)).rowcount
@@ -109,7 +110,7 @@ class PostgresEventLog:
             duplicates=incoming.num_rows - accepted,
             quarantined=len(quarantine),
             last_seq=self.head(),
-            accepted_ids=ids,
+            stored=stored,
         )
 
     def head(self) -> int:
