@@ -8,6 +8,7 @@ order. The same harness, with both protections switched off, must find the repea
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -179,3 +181,36 @@ def test_with_the_index_alone_a_wrong_set_still_stores_each_id_once(tmp_path: Pa
     with _opened(tmp_path / "events.duckdb") as log:
         log._seen = _CallsEverythingNew()
         assert _problems(log, [["a", "b"], ["a", "c", "c"], ["b", "d"]]) == []
+
+
+# --- reading across gaps in the sequence -----------------------------------------------------
+def _seqs(table: pa.Table) -> list[int]:
+    return [int(s) for s in table.column("seq").to_pylist()]
+
+
+def test_reading_after_any_position_skips_nothing_across_gaps(tmp_path: Path) -> None:
+    """``read_after`` reads a range of sequence numbers; an append rolled back leaves a gap in
+    them. Whatever the position and limit, the result is the next ``limit`` events."""
+    with _opened(tmp_path / "events.duckdb") as log:
+        n = 0
+        for round_ in range(4):
+            log.append([_event(f"r{round_}-{i}", n + i) for i in range(5)])
+            n += 5
+            log._seen = SeenKeys()  # the next append's plain insert fails and is rolled back
+            log.append([_event(f"r{round_}-0", n), _event(f"r{round_}-new", n + 1)])
+            n += 2
+        every = _seqs(log.read_after(0, 1_000))
+        assert len(every) == 24
+        gaps = [b for a, b in itertools.pairwise(every) if b != a + 1]
+        assert gaps, "the rolled-back appends left no gap: the test would prove nothing"
+        wrong = []
+        for position in range(every[-1] + 1):
+            for limit in (1, 2, 3, 5, 8, 100):
+                expected = [s for s in every if s > position][:limit]
+                if _seqs(log.read_after(position, limit)) != expected:
+                    wrong.append((position, limit))
+        assert wrong == []
+        # Negative control: the range alone comes back short before a gap.
+        position = gaps[0] - 6
+        short = log._cursor().sql(duckdb_log._RANGE, params=[position, position + 5])
+        assert short.to_arrow_table().num_rows < 5

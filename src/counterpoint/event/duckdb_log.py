@@ -92,6 +92,9 @@ FROM (SELECT {mid} AS mid FROM {table})
 """A message id's key as ``SeenKeys`` holds it: the two halves of ``mid``."""
 _KEYS = _HALVES.format(mid="md5_number(message_id)", table="incoming")
 
+_RANGE = f"SELECT seq, {_COLS} FROM event_log WHERE seq > ? AND seq <= ? ORDER BY seq"
+_NEXT = f"SELECT seq, {_COLS} FROM event_log WHERE seq > ? ORDER BY seq LIMIT ?"
+
 _Q_COLS = "received_at, source, reason_code, field, detail, fix, raw"
 
 
@@ -228,14 +231,16 @@ class DuckDBEventLog:
         return int(rows[0][0])
 
     def read_after(self, position: int, limit: int) -> pa.Table:
-        return (
-            self._cursor()
-            .sql(
-                f"SELECT seq, {_COLS} FROM event_log WHERE seq > ? ORDER BY seq LIMIT ?",
-                params=[position, limit],
-            )
-            .to_arrow_table()
-        )
+        """The next ``limit`` events, as a range of sequence numbers: ``ORDER BY seq LIMIT``
+        alone makes DuckDB read every later row to pick the first ones (0.33 s instead of
+        0.035 s for 50,000 of 2M). Sequence numbers are dense but for appends rolled back; a
+        range that such a gap leaves short, before the head, is read the exact way."""
+        cur = self._cursor()
+        upper = position + limit
+        table = cur.sql(_RANGE, params=[position, upper]).to_arrow_table()
+        if table.num_rows < limit and upper < self._head:
+            table = cur.sql(_NEXT, params=[position, limit]).to_arrow_table()
+        return table
 
     def timeline(self, query: TimelineQuery) -> list[StoredEvent]:
         if not query.subjects:
