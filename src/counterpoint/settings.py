@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Deployment", "Environment", "Settings"]
 
+_MEMORY_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]i?B)", re.IGNORECASE)
+"""An amount of memory as DuckDB's ``memory_limit`` takes it."""
 _DEV_SECRET = "development-only-secret-change-me"  # noqa: S105 - refused outside development
 
 
@@ -128,6 +131,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Specialty codes accepted beside the built-in list, comma-separated.",
     )
+    duckdb_memory_limit: str | None = Field(
+        None,
+        description="Most memory the embedded event log's DuckDB may use for its buffers, "
+        "e.g. 4GB or 512MiB. Unset: DuckDB's own default, 80 % of the machine's memory. The "
+        "log's set of stored message-id hashes (16 bytes per event) comes on top.",
+    )
     medical_visible_to_commercial: bool = Field(
         default=True,
         description="Whether commercial roles see that a medical interaction happened (never "
@@ -140,6 +149,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("duckdb_memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        found = _MEMORY_SIZE.fullmatch(value.strip())
+        if found is None:
+            raise ValueError(
+                f"{value!r} is not an amount of memory: write a number and a unit, "
+                "e.g. 4GB or 512MiB (units KB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            )
+        return f"{found[1]}{found[2]}"
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

@@ -15,6 +15,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from counterpoint.cli.app import app
+from counterpoint.container import open_container
+from counterpoint.event.duckdb_log import DuckDBEventLog
+from counterpoint.settings import Settings
 
 COUNTERPOINT = Path(sys.executable).with_name("counterpoint")
 
@@ -192,3 +195,33 @@ def test_cli_errors_exit_2_with_field_and_fix(market: Market) -> None:
     assert "field: FILE" in missing.stderr
     assert "fix:" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_the_log_memory_limit_is_a_setting(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "COUNTERPOINT_DATABASE_URL"}
+    env["COUNTERPOINT_DATA_DIR"] = str(tmp_path / "data")
+    env["COUNTERPOINT_DUCKDB_MEMORY_LIMIT"] = "lots"
+    refused = subprocess.run(
+        [str(COUNTERPOINT), "keys", "create", "web"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused
+    assert "COUNTERPOINT_DUCKDB_MEMORY_LIMIT" in refused.stderr
+    assert "4GB or 512MiB" in refused.stderr
+    assert not (tmp_path / "data" / "events.duckdb").exists()  # refused before opening
+
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=None, duckdb_memory_limit=" 512 mib"
+    )
+    assert settings.duckdb_memory_limit == "512mib"
+    built = open_container(settings)
+    try:
+        assert isinstance(built.log, DuckDBEventLog)
+        limit = built.log._cursor().execute("SELECT current_setting('memory_limit')").fetchall()
+        assert limit == [("512.0 MiB",)]
+    finally:
+        built.close()

@@ -101,9 +101,12 @@ _Q_COLS = "received_at, source, reason_code, field, detail, fix, raw"
 class DuckDBEventLog:
     """``EventLog`` on a DuckDB file. Thread-safe: writes are serialised, reads use cursors."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, memory_limit: str | None = None) -> None:
+        """``memory_limit``: DuckDB's ``memory_limit`` (e.g. ``"4GB"``, validated by the
+        settings); unset, DuckDB's default."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(path))
+        config = {"memory_limit": memory_limit} if memory_limit is not None else {}
+        self._con = duckdb.connect(str(path), config=config)
         self._con.execute(_DDL)
         self._write_lock = threading.Lock()
         self._local = threading.local()
