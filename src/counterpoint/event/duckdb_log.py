@@ -105,7 +105,9 @@ class DuckDBEventLog:
         """``memory_limit``: DuckDB's ``memory_limit`` (e.g. ``"4GB"``, validated by the
         settings); unset, DuckDB's default."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        config = {"memory_limit": memory_limit} if memory_limit is not None else {}
+        config: dict[str, str | bool | int | float | list[str]] = {}
+        if memory_limit is not None:
+            config["memory_limit"] = memory_limit
         self._con = duckdb.connect(str(path), config=config)
         self._con.execute(_DDL)
         self._write_lock = threading.Lock()
