@@ -24,6 +24,7 @@ from counterpoint.profile.identity import (
     ResolutionPolicy,
     Separation,
     Split,
+    assign_alone,
     assign_profiles,
     component_of,
     resolve,
@@ -233,6 +234,35 @@ def cluster_with(resolution: Resolution, key: str) -> frozenset[Identifier]:
 
 def keys(identifiers: Iterable[Identifier]) -> set[str]:
     return {str(i) for i in identifiers}
+
+
+@given(
+    st.frozensets(st.sampled_from(POOL), min_size=1, max_size=8),
+    st.sampled_from([DEFAULT_POLICY, TIGHT_POLICY, OPEN_POLICY]),
+)
+def test_assign_alone_agrees_with_full_resolution(
+    identifiers: frozenset[Identifier], policy: ResolutionPolicy
+) -> None:
+    full = assign_profiles(
+        resolve([Observation(identifiers, TIMES[0], 0, "identify")], policy), {}, {}
+    )
+    assert assign_alone(identifiers, policy) == full
+
+
+def test_assign_alone_leaves_guarded_sets_to_the_full_resolution() -> None:
+    """The cases where a guard binds give several profiles, as full resolution does; a fast
+    path that assumed one cluster would get each of them wrong."""
+    cases = [
+        ({NPI_A, NPI_B, "email:jane@a.example"}, OPEN_POLICY),  # two NPIs, no type limit
+        ({NPI_A, "email:info@x.example"}, DEFAULT_POLICY),  # shared inbox
+        ({NPI_A, "crm:A-1", "crm:A-2"}, TIGHT_POLICY),  # over the type limit
+    ]
+    for keys, policy in cases:
+        assignment = assign_alone(frozenset(map(ident, keys)), policy)
+        assert len(set(assignment.profile_of.values())) > 1, keys
+    single = assign_alone(frozenset(map(ident, {NPI_A, "crm:A-1", "email:jane@a.example"})))
+    assert len(set(single.profile_of.values())) == 1
+    assert single.created == (stable_id("hcp", NPI_A),)
 
 
 def test_anonymous_id_joins_hcp_on_identify() -> None:

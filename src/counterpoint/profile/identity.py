@@ -35,6 +35,7 @@ __all__ = [
     "ResolutionPolicy",
     "Separation",
     "Split",
+    "assign_alone",
     "assign_profiles",
     "component_of",
     "identifier_rank",
@@ -71,6 +72,9 @@ def identifier_rank(identifier: Identifier) -> tuple[int, str]:
 
 def _strongest(identifiers: Iterable[Identifier]) -> Identifier:
     return min(identifiers, key=identifier_rank)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _require_utc(value: dt.datetime, what: str) -> None:
@@ -424,4 +428,34 @@ def assign_profiles(
         merges=tuple(sorted(merges, key=lambda m: (m.survivor, m.absorbed))),
         splits=tuple(splits),
         created=tuple(created),
+    )
+
+
+def assign_alone(
+    identifiers: frozenset[Identifier], policy: ResolutionPolicy = DEFAULT_POLICY
+) -> Assignment:
+    """``assign_profiles(resolve([one observation of identifiers], policy), {}, {})``: the
+    profile of identifiers observed together once and nowhere else, none held by a profile.
+
+    When no guard can bind (nothing blocked, at most one NPI, every type within its limit),
+    every link of the observation is accepted: one cluster, one new profile named after its
+    strongest identifier. Otherwise the full resolution decides. The projector calls this for
+    each new HCP of a master-data file or an import, where resolving costs more than the rest.
+    """
+    counts = Counter(i.type for i in identifiers)
+    if (
+        not identifiers
+        or counts[IdentifierType.NPI] > 1
+        or any(n > policy.max_per_type.get(kind, n) for kind, n in counts.items())
+        or any(policy.blocked_reason(i) is not None for i in identifiers)
+    ):
+        return assign_profiles(
+            resolve([Observation(identifiers, _EPOCH, 0, "identify")], policy), {}, {}
+        )
+    profile = _new_profile_id(identifiers, set())
+    return Assignment(
+        profile_of=MappingProxyType(
+            dict.fromkeys(sorted(identifiers, key=identifier_rank), profile)
+        ),
+        created=(profile,),
     )

@@ -35,6 +35,7 @@ from counterpoint.profile.identity import (
     Observation,
     ResolutionPolicy,
     Split,
+    assign_alone,
     assign_profiles,
     identifier_rank,
     resolve,
@@ -360,15 +361,7 @@ class ProfileProjector(LogConsumer):
         simple = [o for o in maximal if separated.isdisjoint(o[1])]
         alone = [o for o in simple if all(k not in known and uses[k] == 1 for k in o[1])]
         fresh = [
-            assign_profiles(
-                resolve(
-                    [Observation(frozenset(map(to_identifier, keys)), at, seq, source)],
-                    self._policy,
-                ),
-                {},
-                {},
-            )
-            for _, keys, at, seq, source in alone
+            assign_alone(frozenset(map(to_identifier, keys)), self._policy) for _, keys, *_ in alone
         ]
         touched = self._apply_assignments(repo, fresh, {}, chunk, now)
         for assignment in fresh:
