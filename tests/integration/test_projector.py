@@ -15,6 +15,8 @@ import pytest
 from counterpoint.container import Container
 from counterpoint.event.service import SegmentCall
 from counterpoint.kit.clock import FixedClock
+from counterpoint.profile.merge import AttributeValue
+from counterpoint.profile.repository import ProfileRepository
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 NPI_A = "1234567893"
@@ -467,3 +469,49 @@ def test_rebuild_keeps_the_id_of_an_hcp_first_seen_anonymously(
     after = _without_times(container.profiles.get_by_identifier(f"npi:{NPI_A}"))
     assert after["id"] == before["id"]
     assert after == before
+
+
+def test_attribute_statements_read_back_as_written(container: Container) -> None:
+    """The attribute store's fast paths (through the driver, converted by hand) give back
+    exactly what was stated: JSON values of every shape and aware UTC times, on both
+    deployments; a later statement replaces an earlier one, an older one does not."""
+    at = dt.datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=dt.UTC)
+    values: list[Any] = [
+        "Cardiology",
+        7,
+        2.5,
+        True,
+        None,
+        ["a", "b"],
+        {"ZENTROVA": "adopter", "nested": {"ü": [1, None]}},
+    ]
+    rows = [
+        {
+            "identifier": "npi:1234567893",
+            "name": f"a{i}",
+            "source": "identify",
+            "value": value,
+            "observed_at": at + dt.timedelta(hours=i),
+            "seq": 10,
+        }
+        for i, value in enumerate(values)
+    ]
+    with container.sessions.begin() as session:
+        repo = ProfileRepository(session)
+        repo.add_attribute_observations(rows)
+        repo.add_attribute_observations(
+            [
+                {**rows[0], "value": "Oncology", "seq": 11},  # later: replaces
+                {**rows[1], "value": 99, "seq": 9},  # older: ignored
+            ]
+        )
+    with container.sessions() as session:
+        found = ProfileRepository(session).attribute_values(["npi:1234567893", "npi:none"])
+    assert list(found) == ["npi:1234567893"]
+    got = sorted(found["npi:1234567893"], key=lambda v: v.name)
+    expected = [
+        AttributeValue(r["name"], r["value"], r["observed_at"], r["seq"], "identify") for r in rows
+    ]
+    expected[0] = AttributeValue("a0", "Oncology", at, 11, "identify")
+    assert got == expected
+    assert all(v.observed_at.utcoffset() == dt.timedelta(0) for v in got)

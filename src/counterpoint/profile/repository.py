@@ -7,9 +7,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, func, select, update
+import msgspec
+from sqlalchemy import String, Text, delete, func, select, type_coerce, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
+from counterpoint.kit.clock import utc
 from counterpoint.kit.db import fast_upsert, upsert
 from counterpoint.profile.identifiers import Identifier, IdentifierType
 from counterpoint.profile.identity import Observation, ProfileRank, Separation
@@ -442,33 +445,52 @@ class ProfileRepository:
 
     # --- attributes -------------------------------------------------------------------
     def add_attribute_observations(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Keep the latest statement per identifier, attribute and source."""
-        table = AttributeObservation.__table__
-        upsert(
+        """Keep the latest statement per identifier, attribute and source (through the
+        driver: a master-data HCP states a dozen attributes)."""
+        fast_upsert(
             self.session,
-            table,
-            list(rows),
+            "attribute_observation",
+            ["identifier", "name", "source", "value", "observed_at", "seq"],
+            [
+                (
+                    r["identifier"],
+                    r["name"],
+                    r["source"],
+                    _JSON(r["value"]).decode(),
+                    r["observed_at"],
+                    r["seq"],
+                )
+                for r in rows
+            ],
             keys=["identifier", "name", "source"],
-            update={
-                "value": lambda s: s.excluded.value,
-                "observed_at": lambda s: s.excluded.observed_at,
-                "seq": lambda s: s.excluded.seq,
-            },
-            where=lambda s: s.excluded.seq > table.c.seq,
+            set_sql="value = excluded.value, observed_at = excluded.observed_at, "
+            "seq = excluded.seq",
+            where_sql="excluded.seq > attribute_observation.seq",
         )
 
     def attribute_values(self, keys: Iterable[str]) -> dict[str, list[AttributeValue]]:
+        """Every statement about ``keys``. The value is read as JSON text and the time as
+        stored, and both are converted here: SQLAlchemy's per-cell converters cost more than
+        the query."""
         found: dict[str, list[AttributeValue]] = {}
         t = AttributeObservation.__table__
+        value = sql_cast(t.c.value, Text)  # JSON text on SQLite and PostgreSQL alike
+        at = type_coerce(t.c.observed_at, String)  # SQLite: its text; PostgreSQL: datetime
         for batch in _batches(keys):
             rows = self.session.execute(
-                select(
-                    t.c.identifier, t.c.name, t.c.value, t.c.observed_at, t.c.seq, t.c.source
-                ).where(t.c.identifier.in_(batch))
+                select(t.c.identifier, t.c.name, value, at, t.c.seq, t.c.source).where(
+                    t.c.identifier.in_(batch)
+                )
             )
-            for identifier, name, value, at, seq, source in rows:
+            for identifier, name, text, stored_at, seq, source in rows:
                 found.setdefault(identifier, []).append(
-                    AttributeValue(name, value, at, seq, source)
+                    AttributeValue(
+                        name,
+                        _JSON_DECODE(text) if text is not None else None,
+                        _stored_utc(stored_at),
+                        seq,
+                        source,
+                    )
                 )
         return found
 
@@ -726,3 +748,13 @@ class ProfileRepository:
     def clear_derived(self) -> None:
         for model in DERIVED_TABLES:
             self.session.execute(delete(model))
+
+
+_JSON = msgspec.json.Encoder().encode
+_JSON_DECODE = msgspec.json.decode
+
+
+def _stored_utc(value: str | dt.datetime) -> dt.datetime:
+    """A ``UtcDateTime`` cell read without its converter: SQLite's naive UTC text, or
+    PostgreSQL's aware datetime."""
+    return utc(dt.datetime.fromisoformat(value) if isinstance(value, str) else value)
