@@ -515,3 +515,26 @@ def test_attribute_statements_read_back_as_written(container: Container) -> None
     expected[0] = AttributeValue("a0", "Oncology", at, 11, "identify")
     assert got == expected
     assert all(v.observed_at.utcoffset() == dt.timedelta(0) for v in got)
+
+
+def test_identity_evidence_reads_back_as_written_and_repeats_are_kept_once(
+    container: Container,
+) -> None:
+    """Observations go through the driver (JSON text, hand-converted times): the component
+    walk gives back exactly what was stored, on both deployments, and a repeated fingerprint
+    (the same evidence applied again, as in a replay) keeps the first statement."""
+    at = dt.datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=dt.UTC)
+    keys = [f"npi:{NPI_A}", "email:jane@clinic.example", "anon:a-1"]
+    first = ("f-1", keys, at, 10, "identify")
+    with container.sessions.begin() as session:
+        ProfileRepository(session).add_observations([first, ("f-2", ["anon:a-2"], at, 11, "page")])
+    with container.sessions.begin() as session:
+        repeat = ("f-1", keys, at + dt.timedelta(days=1), 99, "alias")
+        ProfileRepository(session).add_observations([repeat])
+    with container.sessions() as session:
+        found, observations = ProfileRepository(session).component([f"npi:{NPI_A}"])
+    assert found == set(keys)
+    assert [
+        (sorted(i.key for i in o.identifiers), o.observed_at, o.seq, o.source) for o in observations
+    ] == [(sorted(keys), at, 10, "identify")]
+    assert observations[0].observed_at.utcoffset() == dt.timedelta(0)

@@ -142,14 +142,14 @@ def fast_upsert(
     rows: Sequence[Sequence[Any]],
     *,
     keys: Sequence[str],
-    set_sql: str,
+    set_sql: str | None,
     where_sql: str | None = None,
 ) -> None:
     """A bulk upsert through the driver's ``executemany``, without per-row compilation.
 
     ``set_sql`` and ``where_sql`` are SQL fragments over ``excluded`` and ``table`` written
-    once by the caller (the same text is valid on SQLite and PostgreSQL). Values are bound,
-    never interpolated.
+    once by the caller (the same text is valid on SQLite and PostgreSQL); ``set_sql=None``
+    keeps the stored row (``DO NOTHING``). Values are bound, never interpolated.
     """
     if not rows:
         return
@@ -157,8 +157,14 @@ def fast_upsert(
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (
         f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)}) "
-        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {set_sql}"
+        f"ON CONFLICT ({', '.join(keys)}) "
     )
+    if set_sql is None:
+        if where_sql:
+            raise ValueError("where_sql limits an update; DO NOTHING has none")
+        sql += "DO NOTHING"
+    else:
+        sql += f"DO UPDATE SET {set_sql}"
     if where_sql:
         sql += f" WHERE {where_sql}"
     _executemany(conn, sql, rows)

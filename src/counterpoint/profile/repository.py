@@ -310,14 +310,13 @@ class ProfileRepository:
         """Store observations (fingerprint, keys, observed_at, seq, source); repeats are ignored."""
         if not rows:
             return
-        upsert(
+        fast_upsert(
             self.session,
-            IdentityObservation.__table__,
-            [
-                {"fingerprint": f, "identifiers": k, "observed_at": at, "seq": s, "source": src}
-                for f, k, at, s, src in rows
-            ],
+            "identity_observation",
+            ["fingerprint", "identifiers", "observed_at", "seq", "source"],
+            [(f, _JSON(k).decode(), at, s, src) for f, k, at, s, src in rows],
             keys=["fingerprint"],
+            set_sql=None,
         )
         ids: dict[str, int] = {}
         for batch in _batches(r[0] for r in rows):
@@ -327,14 +326,13 @@ class ProfileRepository:
                 )
             )
             ids.update(found.all())
-        members = [
-            {"observation_id": ids[f], "identifier": key} for f, keys, *_ in rows for key in keys
-        ]
-        upsert(
+        fast_upsert(
             self.session,
-            IdentityObservationMember.__table__,
-            members,
+            "identity_observation_member",
+            ["observation_id", "identifier"],
+            [(ids[f], key) for f, keys, *_ in rows for key in keys],
             keys=["observation_id", "identifier"],
+            set_sql=None,
         )
 
     def component(self, seed: Iterable[str]) -> tuple[set[str], list[Observation]]:
