@@ -1,15 +1,14 @@
 """The embedded log's de-duplication: its ``SeenKeys`` leaves out repeats and the new rows take
-a plain insert; the unique index guards them all and takes over when the set is wrong. Either
-way the log must store each message id once, keep the first occurrence and keep the batch's
-order. The same harness, with both protections switched off, must find the repeats it stores
-(negative control).
+a plain insert. The set is read from the file, and learns what another log on the same file
+appended. The log must store each message id once, keep the first occurrence and keep the
+batch's order. The same harness, with the set made wrong, must find the repeats it stores
+(negative controls). A file of schema version 1 keeps its unique index as a second guard.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from hypothesis import strategies as st
 import counterpoint.event.duckdb_log as duckdb_log
 from counterpoint.event.canonical import Action, Channel, EventKind, LogEvent
 from counterpoint.event.duckdb_log import DuckDBEventLog
+from counterpoint.event.log import QuarantineEntry
 from counterpoint.event.seen import Halves, SeenKeys
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
@@ -143,22 +143,28 @@ def test_reopened_log_knows_its_ids(tmp_path: Path) -> None:
         assert second.count() == 505
 
 
-def test_a_stale_set_falls_back_to_the_index_and_loses_nothing(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    with _opened(tmp_path / "events.duckdb") as log:
-        log.append([_event("a", 0), _event("b", 1)])
-        log._seen = SeenKeys()  # forgets every stored id: it calls "a" and "b" new
-        with caplog.at_level(logging.WARNING, logger=duckdb_log.__name__):
-            result = log.append(
-                [_event("a", 2), _event("c", 3), _event("b", 4)], report_stored=True
-            )
+def test_a_second_log_on_the_same_file_learns_what_the_first_appended(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    with _opened(path) as first, _opened(path) as second:
+        second.append([_event("z", 0)])  # reads its set now: "a" is not yet stored
+        first.append([_event("a", 1), _event("b", 2)])
+        result = second.append([_event("a", 3), _event("c", 4), _event("b", 5)], report_stored=True)
         assert result.stored == (False, True, False)
-        assert (result.accepted, result.duplicates) == (1, 2)
-        assert _stored(log) == [("a", "occurrence 0"), ("b", "occurrence 1"), ("c", "occurrence 3")]
-        assert "stale" in caplog.text
-        # Reloaded from the file: the next repeat of "a" is known again.
-        assert log.append([_event("a", 5)]).duplicates == 1
+        assert [m for m, _ in _stored(second)] == ["z", "a", "b", "c"]
+        assert first.append([_event("c", 6), _event("z", 7)]).duplicates == 2
+        assert first.head() == second.head() == result.last_seq
+
+
+def test_negative_control_a_second_log_that_does_not_look_stores_repeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_log, "_NEWER", duckdb_log._NEWER + " AND false")
+    path = tmp_path / "events.duckdb"
+    with _opened(path) as first, _opened(path) as second:
+        second.append([_event("z", 0)])
+        first.append([_event("a", 1), _event("b", 2)])
+        second.append([_event("a", 3), _event("c", 4), _event("b", 5)])
+        assert [m for m, _ in _stored(second)] == ["z", "a", "b", "a", "c", "b"]
 
 
 class _CallsEverythingNew(SeenKeys):
@@ -166,10 +172,7 @@ class _CallsEverythingNew(SeenKeys):
         return np.ones(len(hi), dtype=np.bool_)
 
 
-def test_negative_control_without_index_or_set_repeats_are_stored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(duckdb_log, "_DDL", duckdb_log._DDL.replace("NOT NULL UNIQUE", "NOT NULL"))
+def test_negative_control_with_a_wrong_set_repeats_are_stored(tmp_path: Path) -> None:
     with _opened(tmp_path / "events.duckdb") as log:
         log._seen = _CallsEverythingNew()
         problems = _problems(log, [["a", "b"], ["a", "c", "c"]])
@@ -177,13 +180,29 @@ def test_negative_control_without_index_or_set_repeats_are_stored(
         assert [m for m, _ in _stored(log)] == ["a", "b", "a", "c", "c"]
 
 
-def test_with_the_index_alone_a_wrong_set_still_stores_each_id_once(tmp_path: Path) -> None:
-    with _opened(tmp_path / "events.duckdb") as log:
-        log._seen = _CallsEverythingNew()
+_VERSION_1 = duckdb_log._DDL.replace("mid UHUGEINT NOT NULL,", "mid UHUGEINT NOT NULL UNIQUE,")
+
+
+def test_a_version_1_file_keeps_working_and_its_index_still_refuses_a_repeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _VERSION_1 != duckdb_log._DDL
+    path = tmp_path / "events.duckdb"
+    with monkeypatch.context() as patched:
+        patched.setattr(duckdb_log, "_DDL", _VERSION_1)
+        DuckDBEventLog(path).close()
+    with _opened(path) as log:  # opened by today's code
         assert _problems(log, [["a", "b"], ["a", "c", "c"], ["b", "d"]]) == []
+        log._seen = _CallsEverythingNew()
+        with pytest.raises(duckdb.ConstraintException):
+            log.append([_event("e", 10), _event("a", 11)])
+        assert [m for m, _ in _stored(log)] == ["a", "b", "c", "d"]  # the append failed whole
 
 
 # --- reading across gaps in the sequence -----------------------------------------------------
+_REFUSED = QuarantineEntry(NOW, "wk_test", None, None, "x", None, "{}")  # type: ignore[arg-type]
+
+
 def _seqs(table: pa.Table) -> list[int]:
     return [int(s) for s in table.column("seq").to_pylist()]
 
@@ -196,11 +215,12 @@ def test_reading_after_any_position_skips_nothing_across_gaps(tmp_path: Path) ->
         for round_ in range(4):
             log.append([_event(f"r{round_}-{i}", n + i) for i in range(5)])
             n += 5
-            log._seen = SeenKeys()  # the next append's plain insert fails and is rolled back
-            log.append([_event(f"r{round_}-0", n), _event(f"r{round_}-new", n + 1)])
-            n += 2
+            # inserted, then rolled back: a quarantine entry the table refuses
+            with pytest.raises(duckdb.ConstraintException):
+                log.append([_event(f"r{round_}-gone", n)], [_REFUSED])
+            n += 1
         every = _seqs(log.read_after(0, 1_000))
-        assert len(every) == 24
+        assert len(every) == 20
         gaps = [b for a, b in itertools.pairwise(every) if b != a + 1]
         assert gaps, "the rolled-back appends left no gap: the test would prove nothing"
         wrong = []

@@ -1,22 +1,25 @@
 """The embedded event log: one DuckDB file, written by one process.
 
-De-duplication is durable: a unique index over the 128-bit MD5 of the message id (compact,
-and collision-free in practice) refuses a message id seen before, however long ago.
+De-duplication is durable: the log refuses a message id it holds, however long ago it came.
+It keeps ``SeenKeys``, the 128-bit MD5s of the stored message ids (compact, and collision-free
+in practice), in memory. They are read from the file itself on the first append, so they
+survive every restart. Rows whose key the set holds, or that repeat an earlier row of their
+batch, are duplicates and are left out; the others take a plain insert.
 
-Asking that index on every insert (``ON CONFLICT DO NOTHING``) is DuckDB's slow path. The log
-therefore keeps ``SeenKeys``, the same 128-bit keys in memory, loaded from the file on the
-first append: rows whose key it holds (or that repeat an earlier row of the batch) are
-duplicates by the index's own criterion and are left out; the others take a plain insert. The
-index still guards every row: should the set ever be wrong (another connection wrote the
-file), the plain insert fails on the constraint, the transaction is rolled back and the batch
-is appended again through the index alone, and the set is read again.
+The set is exact because only this process writes the file (DuckDB locks it against other
+processes) and, within the process, every log on the same file appends under one lock. Each
+append first folds into the set whatever another log on the file appended since it last
+looked, inside the transaction that inserts.
+
+Files made before schema version 2 also carry a unique index on the key. It still refuses
+any repeat there, at a cost: DuckDB maintains it on every insert, which halved the rate of a
+bulk append. New files have no such index.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,7 +38,6 @@ from counterpoint.event.log import (
     QuarantineStatus,
     StoredEvent,
     TimelineQuery,
-    stored_flags,
 )
 from counterpoint.event.seen import Halves, SeenKeys
 from counterpoint.kit.clock import utc
@@ -43,16 +45,15 @@ from counterpoint.segment.conditions import EventFilter, window_start
 
 __all__ = ["DuckDBEventLog"]
 
-_log = logging.getLogger(__name__)
-
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+"""1: with a unique index on ``mid``; 2: without (the set alone de-duplicates)."""
 
 _DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS event_seq START 1;
 CREATE TABLE IF NOT EXISTS event_log (
-    seq BIGINT NOT NULL DEFAULT nextval('event_seq'),  -- unique by the sequence; a second
-    -- unique constraint would put ON CONFLICT on DuckDB's slow path
-    mid UHUGEINT NOT NULL UNIQUE,
+    seq BIGINT NOT NULL DEFAULT nextval('event_seq'),  -- unique by the sequence; no
+    -- constraint, since DuckDB maintains every index on each insert
+    mid UHUGEINT NOT NULL,  -- md5_number(message_id); unique by SeenKeys
     message_id VARCHAR NOT NULL,
     kind VARCHAR NOT NULL,
     subject VARCHAR NOT NULL,
@@ -81,16 +82,28 @@ _PLAIN = f"""
 INSERT INTO event_log (mid, subject_hash, {_COLS})
 SELECT md5_number(message_id), hash(subject), {_COLS} FROM {{table}}
 """
-"""For rows known to be new; the unique index still refuses any that is not."""
-_INSERT = _PLAIN.format(table="incoming") + "ON CONFLICT DO NOTHING\n"
-"""Asks the index row by row. Repeats inside one batch are refused by the same constraint
-(the first one is kept)."""
+"""For rows ``SeenKeys`` found new."""
 _HALVES = """
 SELECT (mid >> 64)::UBIGINT AS hi, (mid & 18446744073709551615::UHUGEINT)::UBIGINT AS lo
 FROM (SELECT {mid} AS mid FROM {table})
 """
 """A message id's key as ``SeenKeys`` holds it: the two halves of ``mid``."""
 _KEYS = _HALVES.format(mid="md5_number(message_id)", table="incoming")
+_NEWER = """
+SELECT (mid >> 64)::UBIGINT AS hi, (mid & 18446744073709551615::UHUGEINT)::UBIGINT AS lo, seq
+FROM event_log WHERE seq > ?
+"""
+"""The keys of rows past a position, and their sequence numbers."""
+
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    """One lock per log file in this process, shared by every log opened on it."""
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(str(path.resolve()), threading.Lock())
+
 
 _RANGE = f"SELECT seq, {_COLS} FROM event_log WHERE seq > ? AND seq <= ? ORDER BY seq"
 _NEXT = f"SELECT seq, {_COLS} FROM event_log WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -110,7 +123,7 @@ class DuckDBEventLog:
             config["memory_limit"] = memory_limit
         self._con = duckdb.connect(str(path), config=config)
         self._con.execute(_DDL)
-        self._write_lock = threading.Lock()
+        self._write_lock = _file_lock(path)
         self._local = threading.local()
         self._seen: SeenKeys | None = None
         self._head = 0
@@ -143,19 +156,7 @@ class DuckDBEventLog:
         if incoming.schema != LOG_SCHEMA:
             incoming = incoming.select(list(LOG_COLUMNS)).cast(LOG_SCHEMA)
         with self._write_lock:
-            seen = self._seen_keys()
-            try:
-                accepted, stored, keys = self._append(incoming, quarantine, report_stored, seen)
-            except duckdb.ConstraintException:
-                # The set called a stored id new: it is stale (another connection wrote this
-                # file). Nothing was stored; append through the index alone, read it again.
-                _log.warning("the seen-id set was stale; appending through the unique index")
-                self._seen = None
-                accepted, stored, keys = self._append(incoming, quarantine, report_stored, None)
-            if keys is not None and self._seen is not None:
-                self._seen.add(*keys)  # every id of the batch is stored now, new or not
-            if accepted:
-                self._head = self._scan_head(self._head)
+            accepted, stored = self._append(incoming, quarantine, report_stored)
             head = self._head
         return AppendResult(
             accepted=accepted,
@@ -170,31 +171,28 @@ class DuckDBEventLog:
         incoming: pa.Table,
         quarantine: Sequence[QuarantineEntry],
         report_stored: bool,
-        seen: SeenKeys | None,
-    ) -> tuple[int, tuple[bool, ...] | None, tuple[Halves, Halves] | None]:
-        """One transaction: the rows ``seen`` finds new by a plain insert (without ``seen``,
-        every row through the unique index), then the quarantine entries. Returns the count
-        stored, which rows were if asked, and the batch's keys (all stored now, new or not)."""
+    ) -> tuple[int, tuple[bool, ...] | None]:
+        """One transaction (the caller holds the file's lock): bring the set up to date, insert
+        the rows it finds new, then the quarantine entries. Returns the count stored and, if
+        asked, which rows were. The set learns the batch's keys once the commit succeeded."""
         cur = self._cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
+            seen = self._current_seen(cur)
             accepted = 0
             stored: tuple[bool, ...] | None = () if report_stored else None
             keys: tuple[Halves, Halves] | None = None
             if incoming.num_rows:
                 with _registered(cur, "incoming", incoming):
-                    if seen is None:
-                        accepted, stored = _through_index(cur, incoming, report_stored)
-                    else:
-                        keys = _pair(cur.execute(_KEYS).fetchnumpy())
-                        new = seen.new(*keys)
-                        if new.all():
-                            accepted = _insert(cur, _PLAIN.format(table="incoming"))
-                        elif new.any():
-                            with _registered(cur, "fresh", incoming.filter(pa.array(new))):
-                                accepted = _insert(cur, _PLAIN.format(table="fresh"))
-                        if report_stored:
-                            stored = tuple(new.tolist())
+                    keys = _pair(cur.execute(_KEYS).fetchnumpy())
+                    new = seen.new(*keys)
+                    if new.all():
+                        accepted = _insert(cur, _PLAIN.format(table="incoming"))
+                    elif new.any():
+                        with _registered(cur, "fresh", incoming.filter(pa.array(new))):
+                            accepted = _insert(cur, _PLAIN.format(table="fresh"))
+                    if report_stored:
+                        stored = tuple(new.tolist())
             if quarantine:
                 cur.executemany(
                     f"INSERT INTO quarantine ({_Q_COLS}, status) "
@@ -208,20 +206,31 @@ class DuckDBEventLog:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return accepted, stored, keys
+        if keys is not None:
+            seen.add(*keys)  # every id of the batch is stored now, new or not
+        if accepted:
+            self._head = self._scan_head(self._head)
+        return accepted, stored
 
-    def _seen_keys(self) -> SeenKeys:
-        """The set of stored ids' keys, read from the file once (the caller holds the lock)."""
+    def _current_seen(self, cur: duckdb.DuckDBPyConnection) -> SeenKeys:
+        """The set of stored ids' keys as of this transaction: read from the file on first use;
+        afterwards, the keys of rows another log on this file appended since are added."""
         if self._seen is None:
             # sorted by DuckDB (in parallel), a run's own sort is then a linear pass
             sql = _HALVES.format(mid="mid", table="event_log") + "ORDER BY hi"
-            self._seen = SeenKeys(*_pair(self._cursor().execute(sql).fetchnumpy()))
+            self._seen = SeenKeys(*_pair(cur.execute(sql).fetchnumpy()))
+            self._head = self._scan_head(0, cur)
+            return self._seen
+        newer = cur.execute(_NEWER, [self._head]).fetchnumpy()
+        if len(newer["seq"]):
+            self._seen.add(*_pair(newer))
+            self._head = int(np.max(newer["seq"]))
         return self._seen
 
-    def _scan_head(self, known: int) -> int:
+    def _scan_head(self, known: int, cur: duckdb.DuckDBPyConnection | None = None) -> int:
         """The highest seq; only rows past ``known`` are looked at (min/max zone maps)."""
         rows = (
-            self._cursor()
+            (cur or self._cursor())
             .execute("SELECT coalesce(max(seq), ?) FROM event_log WHERE seq > ?", [known, known])
             .fetchall()
         )
@@ -381,16 +390,6 @@ def _insert(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
     """Run an INSERT; the count of rows it stored."""
     rows = cur.execute(sql).fetchall()
     return int(rows[0][0]) if rows else 0
-
-
-def _through_index(
-    cur: duckdb.DuckDBPyConnection, incoming: pa.Table, report_stored: bool
-) -> tuple[int, tuple[bool, ...] | None]:
-    """Every row of the registered ``incoming`` through the unique index (no ``SeenKeys``)."""
-    if not report_stored:
-        return _insert(cur, _INSERT), None
-    ids = [r[0] for r in cur.execute(_INSERT + " RETURNING message_id").fetchall()]
-    return len(ids), stored_flags(incoming.column("message_id").to_pylist(), ids)
 
 
 def _pair(columns: dict[str, Any]) -> tuple[Halves, Halves]:

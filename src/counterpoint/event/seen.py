@@ -1,9 +1,9 @@
 """Which message ids the log already holds: an in-memory set of their MD5s, no I/O.
 
-The embedded log refuses a repeated message id with a unique index over the id's 128-bit MD5
-(durable, exact). Asking that index on every insert (``ON CONFLICT``) is DuckDB's slow path.
-``SeenKeys`` holds the same 128-bit keys in memory, so the log can tell new rows from
-repeats by the index's own criterion before it writes, and insert the new ones plainly.
+The embedded log refuses a repeated message id by its 128-bit MD5. ``SeenKeys`` holds the keys
+of the stored ids in memory (read from the log file, so durable), so the log can tell new
+rows from repeats before it writes and insert the new ones plainly, with no unique index for
+DuckDB to maintain.
 
 A key is two unsigned 64-bit halves (``hi``, ``lo``). The keys are kept as sorted runs (by
 ``hi``, ``lo`` alongside) whose sizes at least double from newest to oldest, merged like a

@@ -189,18 +189,12 @@ def fast_update(
 
 
 def _executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    if conn.dialect.name == "sqlite":
+    if conn.dialect.name == "sqlite" and (temporal := _temporal_columns(rows)):
+        # column by column: one converter per column, not per cell
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        temporal = [
-            i
-            for i, column in enumerate(columns)
-            if column.count(None) < len(column)  # an all-None column is not scanned
-            and isinstance(next(v for v in column if v is not None), dt.date)
-        ]
-        if temporal:  # column by column: one converter per column, not per cell
-            for i in temporal:
-                columns[i] = [None if v is None else _sqlite_value(v) for v in columns[i]]
-            rows = list(zip(*columns, strict=True))
+        for i in temporal:
+            columns[i] = [None if v is None else _sqlite_value(v) for v in columns[i]]
+        rows = list(zip(*columns, strict=True))
     raw = conn.connection.driver_connection
     assert raw is not None
     cursor = raw.cursor()
@@ -208,6 +202,20 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> N
         cursor.executemany(sql, rows)
     finally:
         cursor.close()
+
+
+def _temporal_columns(rows: Sequence[Sequence[Any]]) -> list[int]:
+    """The columns holding dates or times, by their first value that is not None (a column's
+    values share one type); only the columns whose first row is None are searched further."""
+    if not rows:
+        return []
+    found = []
+    for i, value in enumerate(rows[0]):
+        if value is None:
+            value = next((row[i] for row in rows if row[i] is not None), None)
+        if isinstance(value, dt.date):
+            found.append(i)
+    return found
 
 
 def _sqlite_value(value: Any) -> Any:
