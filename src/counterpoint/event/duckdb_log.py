@@ -194,14 +194,13 @@ class DuckDBEventLog:
                     if report_stored:
                         stored = tuple(new.tolist())
             if quarantine:
-                cur.executemany(
-                    f"INSERT INTO quarantine ({_Q_COLS}, status) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
-                    [
-                        [q.received_at, q.source, q.reason_code, q.field, q.detail, q.fix, q.raw]
-                        for q in quarantine
-                    ],
-                )
+                # as one table: DuckDB runs ``executemany`` as a statement per row (3.3 s for
+                # the 10,000 entries of a 2M-row import)
+                with _registered(cur, "refused", _quarantine_table(quarantine)):
+                    cur.execute(
+                        f"INSERT INTO quarantine ({_Q_COLS}, status) "
+                        f"SELECT {_Q_COLS}, 'open' FROM refused"
+                    )
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
@@ -390,6 +389,26 @@ def _insert(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
     """Run an INSERT; the count of rows it stored."""
     rows = cur.execute(sql).fetchall()
     return int(rows[0][0]) if rows else 0
+
+
+_Q_SCHEMA = pa.schema(
+    [
+        ("received_at", pa.timestamp("us", tz="UTC")),
+        ("source", pa.string()),
+        ("reason_code", pa.string()),
+        ("field", pa.string()),
+        ("detail", pa.string()),
+        ("fix", pa.string()),
+        ("raw", pa.string()),
+    ]
+)
+
+
+def _quarantine_table(entries: Sequence[QuarantineEntry]) -> pa.Table:
+    return pa.Table.from_pydict(
+        {name: [getattr(q, name) for q in entries] for name in _Q_SCHEMA.names},
+        schema=_Q_SCHEMA,
+    )
 
 
 def _pair(columns: dict[str, Any]) -> tuple[Halves, Halves]:
