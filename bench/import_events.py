@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import random
 import resource
 import shutil
@@ -75,6 +76,7 @@ from counterpoint.container import Container, open_container
 from counterpoint.event.canonical import LogEvent
 from counterpoint.event.duckdb_log import DuckDBEventLog
 from counterpoint.event.rows import validate_event_row
+from counterpoint.event.service import IngestService
 from counterpoint.profile.models import Hcp, Identity
 from counterpoint.settings import Deployment, Settings
 from counterpoint.simulate.market import (
@@ -342,7 +344,7 @@ def duckdb_baseline(source: Path, scratch: Path) -> tuple[float, int]:
     return seconds, int(row[0]) if row else 0
 
 
-_IMPORT_CHUNK = 100_000
+_IMPORT_CHUNK = inspect.signature(IngestService.import_file).parameters["chunk_rows"].default
 """Rows per transaction of ``IngestService.import_file`` (its ``chunk_rows`` default)."""
 _FLOOR_SELECT = """
 SELECT message_id::VARCHAR AS message_id, type::VARCHAR AS kind,

@@ -188,12 +188,12 @@ def events_sql(hcps: int, lo: int, hi: int) -> str:
 def append_generated(log_path: Path, hcps: int, total: int) -> None:
     """Append ``total`` generated events to the log file through the log's own insert.
 
-    The statement is the one ``append_arrow`` runs (message-id digest, subject hash, the
-    de-duplication constraint), fed from ``events_sql`` in chunks of 10,000,000.
+    The statement is the one ``append_arrow`` runs for new rows (message-id digest, subject
+    hash), fed from ``events_sql`` in chunks of 10,000,000 (the generated ids are unique).
     """
     import duckdb
 
-    from counterpoint.event.duckdb_log import _INSERT
+    from counterpoint.event.duckdb_log import _PLAIN
 
     con = duckdb.connect(str(log_path))
     try:
@@ -202,7 +202,7 @@ def append_generated(log_path: Path, hcps: int, total: int) -> None:
             hi = min(total, lo + chunk)
             started = time.perf_counter()
             con.execute(f"CREATE OR REPLACE TEMP VIEW incoming AS {events_sql(hcps, lo, hi)}")
-            con.execute(_INSERT)
+            con.execute(_PLAIN.format(table="incoming"))
             if total > chunk:
                 print(f"# setup: {hi:,} events ({time.perf_counter() - started:.0f} s)", flush=True)
         con.execute("CHECKPOINT")
