@@ -7,8 +7,10 @@ batch's order. The same harness, with the set made wrong, must find the repeats 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,6 +167,49 @@ def test_negative_control_a_second_log_that_does_not_look_stores_repeats(
         first.append([_event("a", 1), _event("b", 2)])
         second.append([_event("a", 3), _event("c", 4), _event("b", 5)])
         assert [m for m, _ in _stored(second)] == ["z", "a", "b", "a", "c", "b"]
+
+
+def _race(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Two logs on one file append the same ids from two threads. Each append waits (at most
+    2 s) after looking at the file until the other has looked too, so without a lock shared
+    by both logs, both find the ids new. Returns the message ids stored."""
+    barrier = threading.Barrier(2, timeout=2.0)
+    look = DuckDBEventLog._current_seen
+
+    def looked(self: DuckDBEventLog, cur: duckdb.DuckDBPyConnection) -> SeenKeys:
+        seen = look(self, cur)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+        return seen
+
+    with _opened(path) as first, _opened(path) as second:
+        first.append([_event("warm-1", 0)])  # both have read their sets before the race
+        second.append([_event("warm-2", 1)])
+        monkeypatch.setattr(DuckDBEventLog, "_current_seen", looked)
+        threads = [
+            threading.Thread(target=log.append, args=([_event(f"x{i}", i) for i in range(5)],))
+            for log in (first, second)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [m for m, _ in _stored(first)]
+
+
+def test_two_logs_appending_at_once_store_each_id_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = _race(tmp_path / "events.duckdb", monkeypatch)
+    assert sorted(stored) == sorted({"warm-1", "warm-2", *(f"x{i}" for i in range(5))})
+
+
+def test_negative_control_without_the_shared_lock_a_race_stores_repeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(duckdb_log, "_file_lock", lambda path: threading.Lock())
+    stored = _race(tmp_path / "events.duckdb", monkeypatch)
+    assert len(stored) == 2 + 2 * 5  # every x-id twice
 
 
 class _CallsEverythingNew(SeenKeys):
