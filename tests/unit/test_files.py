@@ -345,6 +345,63 @@ def test_ndjson_that_is_no_json_at_all_is_unreadable(tmp_path: Path) -> None:
     assert "no line is a JSON object" in error.detail
 
 
+def _objects(count: int, start: int = 0) -> list[str]:
+    return [json.dumps({"message_id": f"m{i}", "n": i}) for i in range(start, start + count)]
+
+
+def test_plain_ndjson_is_read_columnar_in_one_pass(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.ndjson", "\n".join(_objects(5)) + "\n")
+    chunks = list(read_chunks(path, chunk_rows=2))
+    assert all(c.table is not None for c in chunks)
+    assert [(n, row["n"]) for c in chunks for n, row in c.numbered()] == [
+        (i + 1, i) for i in range(5)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("odd_line", "why"),
+    [
+        ("", "a blank line (Arrow would skip it)"),
+        ("   ", "a line of blanks"),
+        ('{"message_id": "x1", "n": 90} {"message_id": "x2", "n": 91}', "two objects"),
+        ('{"message_id": "x1", "n": 90}{"message_id": "x2", "n": 91}', "two objects, no blank"),
+        ('{"message_id": "x1",\n "n": 90}', "one object over two lines"),
+        ('{"message_id": "x1", "n": 90, "t": "\\ud83d"}', "half a character"),
+    ],
+)
+def test_ndjson_that_arrow_would_count_differently_keeps_line_numbers(
+    tmp_path: Path, odd_line: str, why: str
+) -> None:
+    """Row numbers stay line numbers: such files are read line by line, never by Arrow."""
+    lines = [*_objects(3), odd_line, *_objects(3, start=3)]
+    path = write(tmp_path / "a.ndjson", "\n".join(lines) + "\n")
+    chunks = list(read_chunks(path))
+    assert all(c.table is None for c in chunks), why
+    pairs = [(n, row.get("n")) for c in chunks for n, row in c.numbered()]
+    after = 6 if "\n" in odd_line else 5
+    assert pairs[:3] == [(1, 0), (2, 1), (3, 2)]
+    assert pairs[-3:] == [(after, 3), (after + 1, 4), (after + 2, 5)], why
+
+
+def test_ndjson_block_that_does_not_read_is_read_line_by_line_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blocks before it stay columnar; from the first line of the failing block on, the
+    rows are read line by line with their own line numbers and the bad line is named."""
+    monkeypatch.setattr("counterpoint.kit.files._JSON_BLOCK_BYTES", 4096)
+    first = _objects(400)  # several blocks of plain rows
+    turned = json.dumps({"message_id": "m400", "n": "four hundred"})  # n changes type
+    lines = [*first, turned, "[1, 2]}", *_objects(50, start=401)]
+    path = write(tmp_path / "a.ndjson", "\n".join(lines) + "\n")
+    chunks = list(read_chunks(path, chunk_rows=100))
+    assert chunks[0].table is not None
+    assert chunks[-1].table is None
+    pairs = [(n, row["message_id"]) for c in chunks for n, row in c.numbered()]
+    expected = [(i + 1, f"m{i}") for i in range(401)] + [(i + 2, f"m{i}") for i in range(401, 451)]
+    assert pairs == expected
+    assert [n for c in chunks for n, _ in c.bad_lines] == [402]
+
+
 def test_binary_ndjson_is_unreadable(tmp_path: Path) -> None:
     path = tmp_path / "a.ndjson"
     path.write_bytes(b"\x00\x01\x02" * 100)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -426,55 +427,134 @@ def _read_ndjson(path: Path, chunk_rows: int) -> Iterator[Chunk]:
 
 
 def _ndjson_columnar(path: Path, chunk_rows: int) -> Iterator[Chunk] | None:
-    """Arrow's JSON reader, when the whole file reads cleanly with one row per line.
+    """Arrow's JSON reader, in one pass, when every line is plainly one JSON object.
 
-    A first pass checks that: every line parses with one consistent schema of plain (not
-    nested) values, no line is blank (so row numbers are line numbers), and no ``\\u``
-    escape could hide half a character.
-    Any other file is read line by line, which names each bad line exactly.
+    ``_object_lines`` checks that on the bytes (Arrow would otherwise count rows that are not
+    lines: it skips blank lines, joins an object spread over lines, splits a line holding two),
+    and the first block must have plain (not nested) values. Should a later block not read
+    (a value of another type than the first block's, a line that is no object, text that is
+    not UTF-8), the rows before it are kept and the rest of the file is read line by line,
+    which names each bad line exactly. Any other file is read line by line from the start.
     """
-    lines = 0
-    last = b"\n"
-    with path.open("rb") as fh:
-        while block := fh.read(_SNIFF_BYTES):
-            if b"\\ud" in block.lower():
-                return None
-            lines += block.count(b"\n")
-            last = block[-1:]
-    lines += last != b"\n"
-    options = pa_json.ReadOptions(block_size=1 << 22)
+    lines = _object_lines(path)
+    if lines is None:
+        return None
     try:
+        options = pa_json.ReadOptions(block_size=_JSON_BLOCK_BYTES)
         reader = pa_json.open_json(path, read_options=options)
-        if any(pa.types.is_nested(f.type) for f in reader.schema):
-            return None  # objects as Arrow structs would gain every key seen in the file
-        rows = sum(batch.num_rows for batch in reader)
     except (pa.ArrowException, OSError, ValueError):
         return None
-    if rows != lines or rows == 0:
-        return None
-    return _ndjson_tables(path, chunk_rows, options)
+    if any(pa.types.is_nested(f.type) for f in reader.schema):
+        return None  # objects as Arrow structs would gain every key seen in the file
+    return _ndjson_tables(path, reader, chunk_rows, lines)
 
 
-def _ndjson_tables(path: Path, chunk_rows: int, options: pa_json.ReadOptions) -> Iterator[Chunk]:
-    reader = pa_json.open_json(path, read_options=options)
+def _ndjson_tables(
+    path: Path, reader: pa_json.StreamingReader, chunk_rows: int, lines: int
+) -> Iterator[Chunk]:
     schema = reader.schema
     columns = list(schema.names)
     number = 1
-    for table in _rechunk(iter(reader), schema, chunk_rows):
+    stopped: list[pa.ArrowException] = []
+    for table in _rechunk(_until_invalid(reader, stopped), schema, chunk_rows):
         yield Chunk(columns, None, number, table=table)
         number += table.num_rows
+    if stopped:
+        yield from _ndjson_chunks(path, chunk_rows, first_line=number)
+    elif number - 1 != lines:
+        raise RuntimeError(f"{path}: Arrow read {number - 1} rows from {lines} lines")
 
 
-def _ndjson_chunks(path: Path, chunk_rows: int) -> Iterator[Chunk]:
+def _until_invalid(
+    reader: pa_json.StreamingReader, stopped: list[pa.ArrowException]
+) -> Iterator[pa.RecordBatch]:
+    """The reader's batches up to the first block it cannot read (noted in ``stopped``): any
+    Arrow error, as the reader's own pass over the file used to treat them."""
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowException as exc:
+            stopped.append(exc)
+            return
+        yield batch
+
+
+_SCAN_BYTES = 1 << 22
+_JSON_BLOCK_BYTES = 1 << 22
+"""Arrow parses a file in blocks of this size (in parallel); a block that cannot be read ends
+the columnar reading."""
+_BLANKS = np.array([0x20, 0x09, 0x0D], dtype=np.uint8)
+_LOOK_BACK = 8
+
+
+def _object_lines(path: Path) -> int | None:
+    """The number of lines if each is plainly one JSON object, on the bytes alone: every line
+    ends with ``}``, no ``{`` follows a ``}`` on the same line (with at most a few blanks
+    between), and no ``\\u`` escape starts a surrogate (it could be half a character,
+    which Arrow would let through). ``None`` if any check fails."""
+    lines = 0
+    tail = b""
+    with path.open("rb") as fh:
+        while block := fh.read(_SCAN_BYTES):
+            data = tail + block if tail else block
+            cut = data.rfind(b"\n") + 1
+            piece, tail = data[:cut], data[cut:]
+            if piece:
+                count = _plain_object_lines(piece)
+                if count is None:
+                    return None
+                lines += count
+    if tail:
+        if _plain_object_lines(tail + b"\n") is None:
+            return None
+        lines += 1
+    return lines or None
+
+
+def _plain_object_lines(piece: bytes) -> int | None:
+    """``_object_lines`` for whole lines (``piece`` ends with a line break)."""
+    a = np.frombuffer(piece, dtype=np.uint8)
+    breaks = np.flatnonzero(a == 0x0A)
+    if breaks[0] == 0:
+        return None  # a blank first line
+    last = a[breaks - 1]
+    crlf = last == 0x0D
+    if crlf.any():
+        if (breaks[crlf] < 2).any():
+            return None
+        last = last.copy()
+        last[crlf] = a[breaks[crlf] - 2]
+    if not bool((last == 0x7D).all()):
+        return None
+    slashes = np.flatnonzero(a[:-2] == 0x5C)
+    escapes = slashes[a[slashes + 1] == 0x75]
+    if bool(np.isin(a[escapes + 2], (0x64, 0x44)).any()):
+        return None
+    opening = np.flatnonzero(a == 0x7B)
+    for back in range(1, _LOOK_BACK + 1):
+        opening = opening[opening >= back]
+        before = a[opening - back]
+        if bool((before == 0x7D).any()):
+            return None
+        opening = opening[np.isin(before, _BLANKS)]
+        if not len(opening):
+            return len(breaks)
+    return None
+
+
+def _ndjson_chunks(path: Path, chunk_rows: int, first_line: int = 1) -> Iterator[Chunk]:
+    """Line by line, from ``first_line`` (the lines before it were read already)."""
     rows: list[dict[str, object]] = []
     numbers: list[int] = []
     keys: dict[str, None] = {}
     bad: list[tuple[int, str]] = []
-    seen_good = emitted = False
+    seen_good = emitted = first_line > 1
     number = 0
     with path.open("rb") as fh:
         for number, line in enumerate(fh, 1):
-            if not line.strip():
+            if number < first_line or not line.strip():
                 continue
             value, problem = _json_line(line)
             if value is None:
