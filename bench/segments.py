@@ -189,7 +189,8 @@ def append_generated(log_path: Path, hcps: int, total: int) -> None:
     """Append ``total`` generated events to the log file through the log's own insert.
 
     The statement is the one ``append_arrow`` runs for new rows (message-id digest, subject
-    hash), fed from ``events_sql`` in chunks of 10,000,000 (the generated ids are unique).
+    hash; numbered 1, 2, … as the log numbers them), fed from ``events_sql`` in chunks of
+    10,000,000 (the generated ids are unique).
     """
     import duckdb
 
@@ -201,7 +202,10 @@ def append_generated(log_path: Path, hcps: int, total: int) -> None:
         for lo in range(0, total, chunk):
             hi = min(total, lo + chunk)
             started = time.perf_counter()
-            con.execute(f"CREATE OR REPLACE TEMP VIEW incoming AS {events_sql(hcps, lo, hi)}")
+            numbered = (
+                f"SELECT {lo} + row_number() OVER () AS seq, * FROM ({events_sql(hcps, lo, hi)})"
+            )
+            con.execute(f"CREATE OR REPLACE TEMP VIEW incoming AS {numbered}")
             con.execute(_PLAIN.format(table="incoming"))
             if total > chunk:
                 print(f"# setup: {hi:,} events ({time.perf_counter() - started:.0f} s)", flush=True)

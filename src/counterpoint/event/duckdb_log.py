@@ -9,7 +9,12 @@ batch, are duplicates and are left out; the others take a plain insert.
 The set is exact because only this process writes the file (DuckDB locks it against other
 processes) and, within the process, every log on the same file appends under one lock. Each
 append first folds into the set whatever another log on the file appended since it last
-looked, inside the transaction that inserts.
+looked, inside the transaction that inserts; the highest sequence number committed in the
+process, kept beside the lock, tells whether there is anything to look at.
+
+The log numbers the rows it inserts itself, from that highest number on, so the numbers are
+dense: an append rolled back uses none. (Files written before schema version 3 took them from
+a sequence, which a rolled-back append consumed; ``read_after`` still reads across such gaps.)
 
 Files made before schema version 2 also carry a unique index on the key. It still refuses
 any repeat there, at a cost: DuckDB maintains it on every insert, which halved the rate of a
@@ -45,14 +50,16 @@ from counterpoint.segment.conditions import EventFilter, window_start
 
 __all__ = ["DuckDBEventLog"]
 
-_SCHEMA_VERSION = 2
-"""1: with a unique index on ``mid``; 2: without (the set alone de-duplicates)."""
+_SCHEMA_VERSION = 3
+"""1: with a unique index on ``mid``; 2: without (the set alone de-duplicates); 3: the log
+numbers its rows (the table is the same, the sequence is no longer used)."""
 
 _DDL = f"""
 CREATE SEQUENCE IF NOT EXISTS event_seq START 1;
 CREATE TABLE IF NOT EXISTS event_log (
-    seq BIGINT NOT NULL DEFAULT nextval('event_seq'),  -- unique by the sequence; no
-    -- constraint, since DuckDB maintains every index on each insert
+    seq BIGINT NOT NULL DEFAULT nextval('event_seq'),  -- unique: the log numbers its rows
+    -- (the default served files before version 3); no constraint, since DuckDB maintains
+    -- every index on each insert
     mid UHUGEINT NOT NULL,  -- md5_number(message_id); unique by SeenKeys
     message_id VARCHAR NOT NULL,
     kind VARCHAR NOT NULL,
@@ -79,10 +86,10 @@ INSERT INTO log_meta VALUES ('schema_version', '{_SCHEMA_VERSION}') ON CONFLICT 
 
 _COLS = ", ".join(LOG_COLUMNS)
 _PLAIN = f"""
-INSERT INTO event_log (mid, subject_hash, {_COLS})
-SELECT md5_number(message_id), hash(subject), {_COLS} FROM {{table}}
+INSERT INTO event_log (seq, mid, subject_hash, {_COLS})
+SELECT seq, md5_number(message_id), hash(subject), {_COLS} FROM {{table}}
 """
-"""For rows ``SeenKeys`` found new."""
+"""For rows ``SeenKeys`` found new, numbered (``seq``) by ``_numbered``."""
 _HALVES = """
 SELECT (mid >> 64)::UBIGINT AS hi, (mid & 18446744073709551615::UHUGEINT)::UBIGINT AS lo
 FROM (SELECT {mid} AS mid FROM {table})
@@ -95,14 +102,26 @@ FROM event_log WHERE seq > ?
 """
 """The keys of rows past a position, and their sequence numbers."""
 
-_FILE_LOCKS: dict[str, threading.Lock] = {}
-_FILE_LOCKS_GUARD = threading.Lock()
+
+class _SharedFile:
+    """What every log on one file in this process shares: the lock their appends take, and
+    the highest sequence number any of them committed (guarded by the lock)."""
+
+    __slots__ = ("head", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.head = 0
 
 
-def _file_lock(path: Path) -> threading.Lock:
-    """One lock per log file in this process, shared by every log opened on it."""
-    with _FILE_LOCKS_GUARD:
-        return _FILE_LOCKS.setdefault(str(path.resolve()), threading.Lock())
+_FILES: dict[str, _SharedFile] = {}
+_FILES_GUARD = threading.Lock()
+
+
+def _shared_file(path: Path) -> _SharedFile:
+    """The one ``_SharedFile`` of a log file in this process."""
+    with _FILES_GUARD:
+        return _FILES.setdefault(str(path.resolve()), _SharedFile())
 
 
 _RANGE = f"SELECT seq, {_COLS} FROM event_log WHERE seq > ? AND seq <= ? ORDER BY seq"
@@ -123,11 +142,14 @@ class DuckDBEventLog:
             config["memory_limit"] = memory_limit
         self._con = duckdb.connect(str(path), config=config)
         self._con.execute(_DDL)
-        self._write_lock = _file_lock(path)
+        self._file = _shared_file(path)
+        self._write_lock = self._file.lock
         self._local = threading.local()
         self._seen: SeenKeys | None = None
         self._head = 0
-        self._head = self._scan_head(0)
+        with self._write_lock:
+            self._head = self._scan_head(0)
+            self._file.head = max(self._file.head, self._head)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
@@ -185,14 +207,13 @@ class DuckDBEventLog:
             if incoming.num_rows:
                 with _registered(cur, "incoming", incoming):
                     keys = _pair(cur.execute(_KEYS).fetchnumpy())
-                    new = seen.new(*keys)
-                    if new.all():
-                        accepted = _insert(cur, _PLAIN.format(table="incoming"))
-                    elif new.any():
-                        with _registered(cur, "fresh", incoming.filter(pa.array(new))):
-                            accepted = _insert(cur, _PLAIN.format(table="fresh"))
-                    if report_stored:
-                        stored = tuple(new.tolist())
+                new = seen.new(*keys)
+                if new.any():
+                    fresh = incoming if new.all() else incoming.filter(pa.array(new))
+                    with _registered(cur, "fresh", _numbered(fresh, self._head)):
+                        accepted = _insert(cur, _PLAIN.format(table="fresh"))
+                if report_stored:
+                    stored = tuple(new.tolist())
             if quarantine:
                 # as one table: DuckDB runs ``executemany`` as a statement per row (3.3 s for
                 # the 10,000 entries of a 2M-row import)
@@ -207,19 +228,23 @@ class DuckDBEventLog:
             raise
         if keys is not None:
             seen.add(*keys)  # every id of the batch is stored now, new or not
-        if accepted:
-            self._head = self._scan_head(self._head)
+        self._head += accepted
+        self._file.head = self._head
         return accepted, stored
 
     def _current_seen(self, cur: duckdb.DuckDBPyConnection) -> SeenKeys:
         """The set of stored ids' keys as of this transaction: read from the file on first use;
-        afterwards, the keys of rows another log on this file appended since are added."""
+        afterwards, the keys of rows another log on this file appended since are added. Also
+        brings ``_head`` up to the file's highest sequence number."""
         if self._seen is None:
             # sorted by DuckDB (in parallel), a run's own sort is then a linear pass
             sql = _HALVES.format(mid="mid", table="event_log") + "ORDER BY hi"
             self._seen = SeenKeys(*_pair(cur.execute(sql).fetchnumpy()))
             self._head = self._scan_head(0, cur)
+            self._file.head = max(self._file.head, self._head)
             return self._seen
+        if self._file.head == self._head:
+            return self._seen  # no other log on the file appended since
         newer = cur.execute(_NEWER, [self._head]).fetchnumpy()
         if len(newer["seq"]):
             self._seen.add(*_pair(newer))
@@ -383,6 +408,12 @@ def _registered(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
             cur.unregister(name)
         raise
     cur.unregister(name)
+
+
+def _numbered(table: pa.Table, head: int) -> pa.Table:
+    """``table`` with a ``seq`` column: head + 1, head + 2, … in row order."""
+    numbers = np.arange(head + 1, head + 1 + table.num_rows, dtype=np.int64)
+    return table.append_column("seq", pa.array(numbers))
 
 
 def _insert(cur: duckdb.DuckDBPyConnection, sql: str) -> int:
