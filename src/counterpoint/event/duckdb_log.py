@@ -372,7 +372,7 @@ class DuckDBEventLog:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            cur.execute("CHECKPOINT")
+            _checkpoint(cur)
         return len(rows)
 
     def purge_quarantined(self, mentions: Sequence[str]) -> int:
@@ -388,7 +388,7 @@ class DuckDBEventLog:
                 f"DELETE FROM quarantine WHERE {where} RETURNING id",
                 [n for n in needles for _ in (0, 1)],
             ).fetchall()
-            cur.execute("CHECKPOINT")
+            _checkpoint(cur)
         return len(rows)
 
     def close(self) -> None:
@@ -408,6 +408,18 @@ def _registered(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> I
             cur.unregister(name)
         raise
     cur.unregister(name)
+
+
+def _checkpoint(cur: duckdb.DuckDBPyConnection) -> None:
+    """Write the file through, so that values just overwritten (an erasure, a purge) leave the
+    write-ahead log. A read still open elsewhere (the projector mid-read) keeps a plain
+    ``CHECKPOINT`` from running, since the old row versions are still visible to it; the forced
+    one waits for such reads to finish (it does not abort them) and keeps new ones from
+    starting meanwhile. Every read here is short: each fetches its whole result at once."""
+    try:
+        cur.execute("CHECKPOINT")
+    except duckdb.TransactionException:
+        cur.execute("FORCE CHECKPOINT")
 
 
 def _numbered(table: pa.Table, head: int) -> pa.Table:
