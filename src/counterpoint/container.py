@@ -204,7 +204,11 @@ def _open_log(settings: Settings, engine: Engine) -> EventLog:
     if settings.deployment is Deployment.SERVER:
         return PostgresEventLog(engine)
     try:
-        return DuckDBEventLog(settings.event_log_path, memory_limit=settings.duckdb_memory_limit)
+        return DuckDBEventLog(
+            settings.event_log_path,
+            memory_limit=settings.duckdb_memory_limit,
+            checkpoint_threshold=settings.duckdb_checkpoint_threshold,
+        )
     except duckdb.IOException as exc:
         raise EventLogBusyError(
             f"the event log {settings.event_log_path} is in use by another process: {exc}",

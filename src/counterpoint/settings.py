@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         "e.g. 4GB or 512MiB. Unset: DuckDB's own default, 80 % of the machine's memory. The "
         "log's set of stored message-id hashes (16 bytes per event) comes on top.",
     )
+    duckdb_checkpoint_threshold: str = Field(
+        "256MB",
+        description="Size of the embedded event log's write-ahead log at which a commit also "
+        "writes the log's file through (a checkpoint). Larger: fewer, longer checkpoints and "
+        "faster small appends (HTTP ingestion); the un-checkpointed rows are held in memory "
+        "and replayed from the write-ahead log after a crash.",
+    )
     medical_visible_to_commercial: bool = Field(
         default=True,
         description="Whether commercial roles see that a medical interaction happened (never "
@@ -150,7 +157,7 @@ class Settings(BaseSettings):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("duckdb_memory_limit")
+    @field_validator("duckdb_memory_limit", "duckdb_checkpoint_threshold")
     @classmethod
     def _memory_size(cls, value: str | None) -> str | None:
         if value is None:

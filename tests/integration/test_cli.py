@@ -225,3 +225,35 @@ def test_the_log_memory_limit_is_a_setting(tmp_path: Path) -> None:
         assert limit == [("512.0 MiB",)]
     finally:
         built.close()
+
+
+def test_the_log_checkpoint_threshold_is_a_setting(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "COUNTERPOINT_DATABASE_URL"}
+    env["COUNTERPOINT_DATA_DIR"] = str(tmp_path / "data")
+    env["COUNTERPOINT_DUCKDB_CHECKPOINT_THRESHOLD"] = "often"
+    refused = subprocess.run(
+        [str(COUNTERPOINT), "keys", "create", "web"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused
+    assert "COUNTERPOINT_DUCKDB_CHECKPOINT_THRESHOLD" in refused.stderr
+    assert "4GB or 512MiB" in refused.stderr
+    assert not (tmp_path / "data" / "events.duckdb").exists()  # refused before opening
+
+    for given, shown in ((None, "244.1 MiB"), ("64MiB", "64.0 MiB")):
+        extra = {} if given is None else {"duckdb_checkpoint_threshold": given}
+        built = open_container(Settings(data_dir=tmp_path / "data", database_url=None, **extra))
+        try:
+            assert isinstance(built.log, DuckDBEventLog)
+            threshold = (
+                built.log._cursor()
+                .execute("SELECT current_setting('checkpoint_threshold')")
+                .fetchall()
+            )
+            assert threshold == [(shown,)]  # the default is 256MB (decimal), not DuckDB's 16
+        finally:
+            built.close()

@@ -133,14 +133,26 @@ _Q_COLS = "received_at, source, reason_code, field, detail, fix, raw"
 class DuckDBEventLog:
     """``EventLog`` on a DuckDB file. Thread-safe: writes are serialised, reads use cursors."""
 
-    def __init__(self, path: Path, *, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        memory_limit: str | None = None,
+        checkpoint_threshold: str | None = None,
+    ) -> None:
         """``memory_limit``: DuckDB's ``memory_limit`` (e.g. ``"4GB"``, validated by the
-        settings); unset, DuckDB's default."""
+        settings); unset, DuckDB's default. ``checkpoint_threshold``: the size of write-ahead
+        log at which a commit also writes the file through (DuckDB's ``checkpoint_threshold``,
+        16 MiB unless set); the settings make it 256MB, see ``docs/operations.md``."""
         path.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, str | bool | int | float | list[str]] = {}
         if memory_limit is not None:
             config["memory_limit"] = memory_limit
         self._con = duckdb.connect(str(path), config=config)
+        if checkpoint_threshold is not None:
+            # a setting of the database, not of the connection: set, not passed to ``connect``,
+            # so that a log opened without it on the same file does not conflict
+            self._con.execute(f"SET checkpoint_threshold = '{checkpoint_threshold}'")
         self._con.execute(_DDL)
         self._file = _shared_file(path)
         self._write_lock = self._file.lock
