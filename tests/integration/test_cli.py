@@ -197,10 +197,11 @@ def test_cli_errors_exit_2_with_field_and_fix(market: Market) -> None:
     assert "Traceback" not in missing.stderr
 
 
-def test_the_log_memory_limit_is_a_setting(tmp_path: Path) -> None:
+def _refuses_a_size(tmp_path: Path, variable: str, value: str) -> None:
+    """The CLI refuses ``variable=value`` naming the variable and the fix, before opening."""
     env = {k: v for k, v in os.environ.items() if k != "COUNTERPOINT_DATABASE_URL"}
     env["COUNTERPOINT_DATA_DIR"] = str(tmp_path / "data")
-    env["COUNTERPOINT_DUCKDB_MEMORY_LIMIT"] = "lots"
+    env[variable] = value
     refused = subprocess.run(
         [str(COUNTERPOINT), "keys", "create", "web"],
         env=env,
@@ -210,9 +211,13 @@ def test_the_log_memory_limit_is_a_setting(tmp_path: Path) -> None:
         check=False,
     )
     assert refused.returncode == 2, refused
-    assert "COUNTERPOINT_DUCKDB_MEMORY_LIMIT" in refused.stderr
+    assert variable in refused.stderr
     assert "4GB or 512MiB" in refused.stderr
     assert not (tmp_path / "data" / "events.duckdb").exists()  # refused before opening
+
+
+def test_the_log_memory_limit_is_a_setting(tmp_path: Path) -> None:
+    _refuses_a_size(tmp_path, "COUNTERPOINT_DUCKDB_MEMORY_LIMIT", "lots")
 
     settings = Settings(
         data_dir=tmp_path / "data", database_url=None, duckdb_memory_limit=" 512 mib"
@@ -228,21 +233,7 @@ def test_the_log_memory_limit_is_a_setting(tmp_path: Path) -> None:
 
 
 def test_the_log_checkpoint_threshold_is_a_setting(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "COUNTERPOINT_DATABASE_URL"}
-    env["COUNTERPOINT_DATA_DIR"] = str(tmp_path / "data")
-    env["COUNTERPOINT_DUCKDB_CHECKPOINT_THRESHOLD"] = "often"
-    refused = subprocess.run(
-        [str(COUNTERPOINT), "keys", "create", "web"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert refused.returncode == 2, refused
-    assert "COUNTERPOINT_DUCKDB_CHECKPOINT_THRESHOLD" in refused.stderr
-    assert "4GB or 512MiB" in refused.stderr
-    assert not (tmp_path / "data" / "events.duckdb").exists()  # refused before opening
+    _refuses_a_size(tmp_path, "COUNTERPOINT_DUCKDB_CHECKPOINT_THRESHOLD", "often")
 
     for given, shown in ((None, "244.1 MiB"), ("64MiB", "64.0 MiB")):
         extra = {} if given is None else {"duckdb_checkpoint_threshold": given}
