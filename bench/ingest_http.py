@@ -105,6 +105,12 @@ def main() -> int:
         help="an API process of the server deployment: no in-process consumers, delivery or "
         "journeys (workers run them)",
     )
+    parser.add_argument(
+        "--mapping-processes",
+        type=int,
+        default=None,
+        help="COUNTERPOINT_MAPPING_PROCESSES of the API process (default: the setting's own)",
+    )
     args = parser.parse_args()
     requests = 40 if args.tiny else args.requests
     repeats = 1 if args.tiny else args.repeats
@@ -130,6 +136,11 @@ def main() -> int:
                     "COUNTERPOINT_RUN_JOURNEYS": "false",
                 }
                 if args.ingest_only
+                else {}
+            ),
+            **(
+                {"COUNTERPOINT_MAPPING_PROCESSES": str(args.mapping_processes)}
+                if args.mapping_processes is not None
                 else {}
             ),
         }

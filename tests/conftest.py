@@ -67,13 +67,20 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture
+def mapping_processes() -> int:
+    """``Settings.mapping_processes`` of the tests' settings: in-process. Modules that run the
+    tracking API both ways override this fixture with parameters."""
+    return 0
+
+
 @pytest.fixture(
     params=[
         "embedded",
         pytest.param("server", marks=pytest.mark.postgres),
     ]
 )
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def settings(request: pytest.FixtureRequest, tmp_path: Path, mapping_processes: int) -> Settings:
     if request.param == "server":
         if PG_URL is None:
             pytest.skip("set COUNTERPOINT_TEST_DATABASE_URL to run on PostgreSQL")
@@ -91,11 +98,16 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
             environment="test",
             run_delivery=False,
             run_journeys=False,
+            mapping_processes=mapping_processes,
         )
     # tests deliver the outbox (``container.delivery_worker.drain()``) and run journeys
     # (``container.journey_runtime.drain()``) explicitly
     return Settings(
-        data_dir=tmp_path / "data", environment="test", run_delivery=False, run_journeys=False
+        data_dir=tmp_path / "data",
+        environment="test",
+        run_delivery=False,
+        run_journeys=False,
+        mapping_processes=mapping_processes,
     )
 
 

@@ -30,6 +30,7 @@ from counterpoint.event.consumer import LogConsumer
 from counterpoint.event.duckdb_log import DuckDBEventLog
 from counterpoint.event.keys import WriteKeys
 from counterpoint.event.log import EventLog
+from counterpoint.event.mappers import MappingPool
 from counterpoint.event.postgres_log import PostgresEventLog
 from counterpoint.event.service import ImportReport, IngestService
 from counterpoint.journey.analytics import JourneyAnalytics
@@ -101,6 +102,8 @@ class Container:
     journey_runtime: JourneyRuntime = field(init=False)
     journeys: JourneyService = field(init=False)
     journey_analytics: JourneyAnalytics = field(init=False)
+    mapping: MappingPool | None = None
+    """Processes that map tracking requests (``mapping_processes``), started with the rest."""
     housekeeping: list[Periodic] = field(default_factory=list)
     """Jobs run every few seconds beside the workers (content expiry)."""
 
@@ -174,6 +177,8 @@ class Container:
     def start_background(self) -> None:
         """Start the writer and the log consumers (the API process does this)."""
         self.committer.start()
+        if self.mapping is not None:
+            self.mapping.start()
         if self.settings.run_consumers:
             self.projector.start()
             for consumer in self.consumers:
@@ -192,6 +197,8 @@ class Container:
             job.stop()
         self.delivery_worker.stop()
         self.committer.stop()
+        if self.mapping is not None:
+            self.mapping.stop()
         self.projector.stop()
         for consumer in self.consumers:
             consumer.stop()
@@ -281,6 +288,9 @@ def open_container(settings: Settings, *, clock: Clock | None = None) -> Contain
         sessions, log, projector, profiles, built.consents, built.transfers, audit, clock, erased
     )
     profiles.set_erasure_check(erased.is_erased)
+    if settings.mapping_processes:
+        built.mapping = MappingPool(settings.mapping_processes)
+        built.ingest.set_mapping_pool(built.mapping)
     built.ingest.set_erasure_filter(
         erased.filter_events, erased.filter_arrow, erased.filter_quarantine
     )

@@ -37,6 +37,11 @@ class CounterpointError(Exception):
         self.fix = fix
         self.extra = extra or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword-only arguments: the default reduction would lose field, fix and extra, and
+        # errors cross process boundaries (the ingestion's mapping processes raise them)
+        return (_rebuild, (type(self), self.detail, self.field, self.fix, self.extra))
+
     def to_problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": f"https://counterpoint.invalid/problems/{self.code}",
@@ -51,6 +56,16 @@ class CounterpointError(Exception):
             body["fix"] = self.fix
         body.update(self.extra)
         return body
+
+
+def _rebuild(
+    cls: type[CounterpointError],
+    detail: str,
+    field: str | None,
+    fix: str | None,
+    extra: dict[str, Any],
+) -> CounterpointError:
+    return cls(detail, field=field, fix=fix, extra=extra)
 
 
 class ValidationFailedError(CounterpointError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -82,6 +83,14 @@ class Settings(BaseSettings):
     max_batch_bytes: int = Field(500 * 1024, gt=0, description="Largest accepted batch, bytes.")
     commit_window_ms: float = Field(
         2.0, ge=0, le=1000, description="How long the group committer gathers requests."
+    )
+    mapping_processes: int = Field(
+        default_factory=lambda: min(8, max(0, (os.cpu_count() or 1) - 1)),
+        ge=0,
+        le=64,
+        description="Processes that decode and map the tracking API's requests beside an API "
+        "process (`counterpoint serve`); 0 maps them in the API process itself. Default: one "
+        "per CPU core but one, at most 8.",
     )
     run_consumers: bool = Field(
         True,

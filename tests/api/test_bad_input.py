@@ -19,6 +19,12 @@ PROBLEM = "application/problem+json"
 KB = 1024
 
 
+@pytest.fixture(params=[0, 2], ids=["in-process", "mapping-processes"])
+def mapping_processes(request: pytest.FixtureRequest) -> int:
+    """Every test here on both deployments, mapping requests in-process and in processes."""
+    return int(request.param)
+
+
 def _track(message_id: str, **extra: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "track",

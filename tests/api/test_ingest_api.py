@@ -6,11 +6,18 @@ import gzip
 import json
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 
 from counterpoint.container import Container
 
 NPI = "1234567893"
+
+
+@pytest.fixture(params=[0, 2], ids=["in-process", "mapping-processes"])
+def mapping_processes(request: pytest.FixtureRequest) -> int:
+    """Every test here on both deployments, mapping requests in-process and in processes."""
+    return int(request.param)
 
 
 def _track(message_id: str, **extra: object) -> dict[str, object]:

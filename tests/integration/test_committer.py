@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import pyarrow as pa
 import pytest
 
 from counterpoint.container import Container, open_container
@@ -150,9 +151,9 @@ class FailingOnceLog:
         self._log = log
         self.calls = 0
 
-    def append(
+    def append_arrow(
         self,
-        events: Sequence[LogEvent],
+        events: pa.Table,
         quarantine: Sequence[QuarantineEntry] = (),
         *,
         report_stored: bool = False,
@@ -160,7 +161,7 @@ class FailingOnceLog:
         self.calls += 1
         if self.calls == 1:
             raise OSError("disk full")
-        return self._log.append(events, quarantine, report_stored=report_stored)
+        return self._log.append_arrow(events, quarantine, report_stored=report_stored)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._log, name)

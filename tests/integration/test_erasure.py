@@ -30,6 +30,14 @@ from counterpoint.privacy.models import ErasedIdentifier, Erasure
 from counterpoint.settings import Deployment
 
 NPI = "1234567893"
+
+
+@pytest.fixture(params=[0, 2], ids=["in-process", "mapping-processes"])
+def mapping_processes(request: pytest.FixtureRequest) -> int:
+    """Events arriving after an erasure are filtered alike whichever process mapped them."""
+    return int(request.param)
+
+
 EMAIL = "zephyrine.quillfeather@example-clinic.org"
 FIRST, LAST = "Zephyrine", "Quillfeather"
 OTHER_NPI = "1245319599"

@@ -15,6 +15,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
+from counterpoint.event.arrow import events_to_arrow
 from counterpoint.event.canonical import LogEvent
 from counterpoint.event.log import AppendResult, EventLog, QuarantineEntry
 
@@ -23,7 +26,7 @@ __all__ = ["GroupCommitter"]
 
 @dataclass
 class _Pending:
-    events: Sequence[LogEvent]
+    events: pa.Table
     quarantine: Sequence[QuarantineEntry]
     future: Future[AppendResult] = field(default_factory=Future)
 
@@ -60,17 +63,22 @@ class GroupCommitter:
             self._started = False
 
     def submit(
-        self, events: Sequence[LogEvent], quarantine: Sequence[QuarantineEntry] = ()
+        self,
+        events: pa.Table | Sequence[LogEvent],
+        quarantine: Sequence[QuarantineEntry] = (),
     ) -> Future[AppendResult]:
+        """Queue events (records, or rows of the log's Arrow schema) and quarantine entries;
+        the future resolves once they are durable."""
         if not self._started:
             raise RuntimeError("the committer is not running")
-        pending = _Pending(events, quarantine)
+        table = events if isinstance(events, pa.Table) else events_to_arrow(events)
+        pending = _Pending(table, quarantine)
         self._queue.put(pending)
         return pending.future
 
     def _gather(self, first: _Pending) -> tuple[list[_Pending], bool]:
         group = [first]
-        size = len(first.events)
+        size = first.events.num_rows
         deadline = time.monotonic() + self._window_s
         while size < self._max_events:
             remaining = deadline - time.monotonic()
@@ -85,7 +93,7 @@ class GroupCommitter:
             if item is None:
                 return group, True
             group.append(item)
-            size += len(item.events)
+            size += item.events.num_rows
         return group, False
 
     def _run(self) -> None:
@@ -98,10 +106,10 @@ class GroupCommitter:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        events = [e for p in group for e in p.events]
+        events = pa.concat_tables([p.events for p in group])
         quarantine = [q for p in group for q in p.quarantine]
         try:
-            result = self._log.append(events, quarantine, report_stored=True)
+            result = self._log.append_arrow(events, quarantine, report_stored=True)
         except BaseException as exc:  # every waiting request learns of the failure
             for p in group:
                 p.future.set_exception(exc)
@@ -109,13 +117,13 @@ class GroupCommitter:
         stored = result.stored or ()
         start = 0
         for p in group:
-            end = start + len(p.events)
+            end = start + p.events.num_rows
             accepted = sum(stored[start:end])
             start = end
             p.future.set_result(
                 AppendResult(
                     accepted=accepted,
-                    duplicates=len(p.events) - accepted,
+                    duplicates=p.events.num_rows - accepted,
                     quarantined=len(p.quarantine),
                     last_seq=result.last_seq,
                 )

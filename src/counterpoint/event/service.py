@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
 import json
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pyarrow as pa
 
 from counterpoint.errors import (
     CounterpointError,
     NotFoundError,
-    PayloadTooLargeError,
     ValidationFailedError,
 )
+from counterpoint.event.arrow import events_to_arrow
 from counterpoint.event.bulk import convert_chunk, convert_rows
 from counterpoint.event.canonical import LogEvent
 from counterpoint.event.committer import GroupCommitter
@@ -33,8 +29,18 @@ from counterpoint.event.log import (
     QuarantineEntry,
     QuarantineStatus,
 )
+from counterpoint.event.mappers import MappingPool
+from counterpoint.event.requests import (
+    ArrowRequest,
+    MalformedBodyError,
+    RequestLimits,
+    basic_user,
+    check_body_size,
+    decode_request,
+    map_messages,
+)
 from counterpoint.event.rows import check_event_columns, validate_event_row
-from counterpoint.event.segment import BatchContext, Rejection, map_message, parse_timestamp
+from counterpoint.event.segment import BatchContext, Rejection, map_message
 from counterpoint.kit.clock import Clock
 from counterpoint.kit.files import read_chunks
 from counterpoint.profile.records import RowError
@@ -50,18 +56,8 @@ __all__ = [
 _IMPORT_PREFIX = "import:"
 
 
-class MalformedBodyError(ValidationFailedError):
-    code = "malformed_json"
-
-
 class QuarantineStillInvalidError(ValidationFailedError):
     code = "still_invalid"
-
-
-class _Envelope(msgspec.Struct):
-    batch: list[msgspec.Raw] = []
-    sentAt: str | None = None  # noqa: N815 - Segment's field name
-    writeKey: str | None = None  # noqa: N815
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,29 +89,6 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
 
 
-def _basic_user(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[0] or None
-
-
-def _parse_time(value: str | None) -> dt.datetime | None:
-    """The batch-level ``sentAt``; an unreadable one is ignored (no skew correction)."""
-    if value is None:
-        return None
-    try:
-        return parse_timestamp(value, "sentAt")
-    except ValueError:
-        return None
-
-
 class IngestService:
     def __init__(
         self,
@@ -131,8 +104,9 @@ class IngestService:
         self._committer = committer
         self._keys = keys
         self._clock = clock
+        self._limits = RequestLimits(max_event_bytes, max_batch_bytes)
         self._max_event = max_event_bytes
-        self._max_batch = max_batch_bytes
+        self._pool: MappingPool | None = None
         self._erased_events: Callable[[list[LogEvent]], list[LogEvent]] | None = None
         self._erased_arrow: Callable[[pa.Table], pa.Table] | None = None
         self._erased_quarantine: Callable[[list[QuarantineEntry]], list[QuarantineEntry]] | None = (
@@ -153,139 +127,63 @@ class IngestService:
         self._erased_quarantine = quarantine
 
     # --- HTTP -----------------------------------------------------------------------
-    def _body(self, call: SegmentCall) -> bytes:
-        body = call.body
-        if len(body) > self._max_batch:
-            raise PayloadTooLargeError(
-                f"the request body is {len(body)} bytes; the limit is {self._max_batch}",
-                field="body",
-                fix="send at most 500 KB per batch (split it) and 32 KB per event",
-            )
-        encoding = (call.content_encoding or "").strip().lower()
-        if encoding in ("", "identity"):
-            return body
-        if encoding != "gzip":
-            raise ValidationFailedError(
-                f"unsupported Content-Encoding {encoding!r}",
-                field="Content-Encoding",
-                fix="send the body plain or gzip-compressed",
-            )
-        try:
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip, size-bounded
-            plain = inflater.decompress(body, self._max_batch + 1)
-        except zlib.error:
-            raise MalformedBodyError(
-                "the body is not valid gzip", field="body", fix="compress the body with gzip"
-            ) from None
-        if len(plain) <= self._max_batch and not inflater.unconsumed_tail and not inflater.eof:
-            raise MalformedBodyError(
-                "the gzip body is truncated (its end and checksum are missing)",
-                field="body",
-                fix="send the whole gzip stream",
-            )
-        if len(plain) > self._max_batch or inflater.unconsumed_tail:
-            raise PayloadTooLargeError(
-                f"the decompressed body exceeds {self._max_batch} bytes",
-                field="body",
-                fix="send at most 500 KB per batch (after decompression)",
-            )
-        return plain
-
-    def _decode(
-        self, call: SegmentCall, body: bytes
-    ) -> tuple[list[msgspec.Raw], str | None, str | None]:
-        try:
-            if call.implied_type is None:
-                envelope = msgspec.json.decode(body, type=_Envelope)
-                return envelope.batch, envelope.sentAt, envelope.writeKey
-            single = msgspec.json.decode(body, type=dict[str, Any])
-        except msgspec.ValidationError as exc:
-            raise MalformedBodyError(
-                f"the body does not have the expected shape: {exc}",
-                field="batch" if call.implied_type is None else "body",
-                fix='send {"batch": [ … events … ]}'
-                if call.implied_type is None
-                else "send one JSON object (the event)",
-            ) from None
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            raise MalformedBodyError(
-                f"the body is not valid JSON: {exc}", field="body", fix="send UTF-8 JSON"
-            ) from None
-        sent_at = single.get("sentAt")
-        write_key = single.get("writeKey")
-        return (
-            [msgspec.Raw(body)],
-            sent_at if isinstance(sent_at, str) else None,
-            write_key if isinstance(write_key, str) else None,
-        )
+    def set_mapping_pool(self, pool: MappingPool | None) -> None:
+        """Map requests whose write key is in their ``Authorization`` header in these
+        processes (``None``: in the API process)."""
+        self._pool = pool
 
     def prepare(
         self, call: SegmentCall
     ) -> tuple[KeyInfo, list[LogEvent], list[QuarantineEntry], list[dict[str, Any]]]:
-        """Authenticate, decode and map a request (no I/O but the cached key lookup)."""
-        body = self._body(call)
-        messages, sent_at, body_key = self._decode(call, body)
-        key = self._keys.authenticate(_basic_user(call.authorization) or body_key)
-        now = self._clock.now()
-        ctx = BatchContext(
-            received_at=now,
-            sent_at=_parse_time(sent_at),
-            source=key.id,
-            max_event_bytes=self._max_event,
-            trusted=key.trusted,  # consent grants only from trusted keys (docs/consent.md)
+        """Authenticate, decode and map a request in this process (no I/O but the cached key
+        lookup)."""
+        messages, sent_at, body_key = decode_request(
+            call.body, call.content_encoding, call.implied_type, self._limits
         )
-        events: list[LogEvent] = []
-        quarantine: list[QuarantineEntry] = []
-        errors: list[dict[str, Any]] = []
-        for index, raw in enumerate(messages):
-            data = bytes(raw)
-            mapped: LogEvent | Rejection
-            try:
-                decoded: object = msgspec.json.decode(data)
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                mapped = Rejection(
-                    "malformed_json", None, "the event is not valid UTF-8 JSON", "send UTF-8 JSON"
-                )
-            else:
-                mapped = map_message(decoded, len(data), ctx, call.implied_type)
-            if isinstance(mapped, Rejection):
-                where = f"batch[{index}]" if call.implied_type is None else ""
-                path = ".".join(p for p in (where, mapped.field or "") if p)
-                quarantine.append(
-                    QuarantineEntry(
-                        received_at=now,
-                        source=key.id,
-                        reason_code=mapped.reason_code,
-                        field=path or None,
-                        detail=mapped.detail,
-                        fix=mapped.fix,
-                        raw=data.decode("utf-8", "replace"),
-                    )
-                )
-                errors.append(
-                    {
-                        "index": index,
-                        "code": mapped.reason_code,
-                        "field": path or None,
-                        "detail": mapped.detail,
-                        "fix": mapped.fix,
-                    }
-                )
-            else:
-                events.append(mapped)
-        return key, events, quarantine, errors
+        key = self._keys.authenticate(basic_user(call.authorization) or body_key)
+        mapped = map_messages(
+            messages,
+            implied_type=call.implied_type,
+            sent_at=sent_at,
+            key=key,
+            received_at=self._clock.now(),
+            limits=self._limits,
+        )
+        return key, mapped.events, mapped.quarantine, mapped.errors
+
+    async def _mapped(self, call: SegmentCall) -> ArrowRequest:
+        pool = self._pool
+        user = basic_user(call.authorization)
+        if pool is None or not pool.running or user is None:
+            # a write key inside the body is only known once the body is decoded
+            _, events, quarantine, errors = self.prepare(call)
+            if self._erased_events is not None and events:
+                events = self._erased_events(events)
+            return ArrowRequest(events_to_arrow(events), quarantine, errors)
+        check_body_size(call.body, self._limits)
+        key = self._keys.authenticate(user)
+        mapped = await pool.map(
+            call.body,
+            call.content_encoding,
+            call.implied_type,
+            key=key,
+            received_at=self._clock.now(),
+            limits=self._limits,
+        )
+        if self._erased_arrow is not None and mapped.events.num_rows:
+            return ArrowRequest(self._erased_arrow(mapped.events), mapped.quarantine, mapped.errors)
+        return mapped
 
     async def ingest(self, call: SegmentCall) -> IngestResult:
         """Accept a request; returns only once its events and quarantine entries are durable."""
-        _, events, quarantine, errors = self.prepare(call)
-        if self._erased_events is not None and events:
-            events = self._erased_events(events)
+        mapped = await self._mapped(call)
+        quarantine = mapped.quarantine
         if self._erased_quarantine is not None and quarantine:
             quarantine = self._erased_quarantine(quarantine)
-        if not events and not quarantine:
+        if not mapped.events.num_rows and not quarantine:
             return IngestResult(0, 0, 0, [])
-        result = await asyncio.wrap_future(self._committer.submit(events, quarantine))
-        return IngestResult(result.accepted, result.duplicates, result.quarantined, errors)
+        result = await asyncio.wrap_future(self._committer.submit(mapped.events, quarantine))
+        return IngestResult(result.accepted, result.duplicates, result.quarantined, mapped.errors)
 
     # --- bulk files -----------------------------------------------------------------
     def import_file(
