@@ -176,6 +176,19 @@ def test_errors_arrive_as_the_same_problems(
     assert after.events.num_rows == 1
 
 
+def test_ctrl_c_leaves_the_processes_to_the_api_process(pool: MappingPool) -> None:
+    """Ctrl+C reaches the terminal's whole process group; the API process then stops its pool
+    in order, so the mapping processes themselves ignore it."""
+    pids = pool.pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGINT)
+    time.sleep(0.5)
+    assert pool.pids() == pids
+    assert all(_alive(pid) for pid in pids)
+    (after,) = _in_pool(pool, [(_batch(_track("after-ctrl-c")), None, None)])
+    assert after.events.num_rows == 1
+
+
 def test_stop_leaves_no_process_behind() -> None:
     started = MappingPool(2)
     started.start()

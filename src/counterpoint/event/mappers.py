@@ -25,11 +25,13 @@ import datetime as dt
 import logging
 import os
 import pickle
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -92,6 +94,9 @@ def serve(fd: int) -> None:
     """A mapping process's life: answer framed requests on ``fd`` until the other end closes."""
     from counterpoint.kit.heap import settle_after_start_up
 
+    # Ctrl+C in a terminal reaches the whole process group: the API process then stops its
+    # pool in order (the end of this socket's input), rather than see its processes vanish
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     settle_after_start_up()
     sock = socket.socket(fileno=fd)
     _send_frame(sock, _READY)
@@ -111,7 +116,7 @@ def serve(fd: int) -> None:
 class _Connection(asyncio.Protocol):
     """The event loop's end of one process's socket: frames out, answers back in order."""
 
-    def __init__(self, on_lost: Any) -> None:
+    def __init__(self, on_lost: Callable[[_Connection], None]) -> None:
         self.transport: asyncio.Transport | None = None
         self.waiting: collections.deque[asyncio.Future[tuple[Any, ...]]] = collections.deque()
         self._buffer = bytearray()
@@ -387,6 +392,5 @@ class MappingPool:
 if __name__ == "__main__":
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.exit("usage: python -m counterpoint.event.mappers FD (started by the API process)")
-    with contextlib.suppress(KeyboardInterrupt):
-        serve(int(sys.argv[1]))
-    os._exit(0)
+    serve(int(sys.argv[1]))
+    os._exit(0)  # nothing left to flush: skip the interpreter's teardown
