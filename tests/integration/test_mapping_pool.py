@@ -200,6 +200,25 @@ def test_stop_leaves_no_process_behind() -> None:
     assert not any(_alive(pid) for pid in pids)
 
 
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+def test_stop_inside_the_event_loop_is_prompt(runner: str) -> None:
+    """The API process stops its pool from its event loop (the lifespan's end); with uvloop,
+    as `counterpoint serve` runs, the loop's copy of a socket closes only once the loop runs
+    again, so stop must not wait for the processes to see the end of their input."""
+    import uvloop
+
+    async def run() -> float:
+        started = MappingPool(2)
+        started.start()
+        await started.map(_batch(_track("s")), None, None, key=KEY, received_at=NOW, limits=LIMITS)
+        began = time.monotonic()
+        started.stop()
+        return time.monotonic() - began
+
+    took = uvloop.run(run()) if runner == "uvloop" else asyncio.run(run())
+    assert took < 5, f"stop took {took:.1f} s"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -297,6 +297,11 @@ class MappingPool:
         for process in running:
             process.alive = False
             process.release()
+            # A process holds nothing to save. Under uvloop the transport's own copy of the
+            # socket closes only when the event loop runs again, which this call blocks, so
+            # the end of input might not reach the process: terminate it.
+            if process.popen.poll() is None:
+                process.popen.terminate()
         for process in running:
             try:
                 process.popen.wait(timeout=10)
