@@ -24,11 +24,15 @@ from counterpoint.errors import CounterpointError
 from counterpoint.event.arrow import events_to_arrow
 from counterpoint.event.keys import KeyInfo
 from counterpoint.event.mappers import MappingPool
-from counterpoint.event.requests import RequestLimits, map_request
+from counterpoint.event.requests import RequestLimits, RequestToMap, map_request
 
 KEY = KeyInfo("wk_tests", "tests (synthetic)", trusted=False)
 LIMITS = RequestLimits(max_event_bytes=32 * 1024, max_batch_bytes=500 * 1024)
 NPI = "1234567893"
+
+
+def _request(body: bytes, encoding: str | None = None, implied: str | None = None) -> RequestToMap:
+    return RequestToMap(body, encoding, implied, KEY, NOW, LIMITS)
 
 
 def _track(message_id: str, **extra: Any) -> dict[str, Any]:
@@ -103,9 +107,7 @@ def _in_pool(pool: MappingPool, calls: list[tuple[bytes, str | None, str | None]
         out: list[Any] = []
         for body, encoding, implied in calls:
             try:
-                out.append(
-                    await pool.map(body, encoding, implied, key=KEY, received_at=NOW, limits=LIMITS)
-                )
+                out.append(await pool.map(_request(body, encoding, implied)))
             except CounterpointError as exc:
                 out.append(exc)
         return out
@@ -117,7 +119,7 @@ def _in_pool(pool: MappingPool, calls: list[tuple[bytes, str | None, str | None]
 def test_a_mapped_request_equals_the_in_process_mapping(
     pool: MappingPool, name: str, body: bytes, encoding: str | None, implied: str | None
 ) -> None:
-    expected = map_request(body, encoding, implied, key=KEY, received_at=NOW, limits=LIMITS)
+    expected = map_request(_request(body, encoding, implied))
     before = pool.mapped
     (got,) = _in_pool(pool, [(body, encoding, implied)])
     assert got.events.equals(events_to_arrow(expected.events)), name
@@ -133,12 +135,7 @@ def test_many_requests_at_once_are_each_answered_with_their_own_events(
     bodies = [_batch(*[_track(f"r{r}-e{e}") for e in range(r % 7)]) for r in range(60)]
 
     async def run() -> list[Any]:
-        return await asyncio.gather(
-            *[
-                pool.map(body, None, None, key=KEY, received_at=NOW, limits=LIMITS)
-                for body in bodies
-            ]
-        )
+        return await asyncio.gather(*[pool.map(_request(body)) for body in bodies])
 
     before = pool.mapped
     answers = asyncio.run(run())
@@ -166,7 +163,7 @@ def test_errors_arrive_as_the_same_problems(
     pool: MappingPool, name: str, body: bytes, encoding: str | None, implied: str | None
 ) -> None:
     with pytest.raises(CounterpointError) as in_process:
-        map_request(body, encoding, implied, key=KEY, received_at=NOW, limits=LIMITS)
+        map_request(_request(body, encoding, implied))
     (got,) = _in_pool(pool, [(body, encoding, implied)])
     assert isinstance(got, CounterpointError), name
     assert type(got) is type(in_process.value)
@@ -210,7 +207,7 @@ def test_stop_inside_the_event_loop_is_prompt(runner: str) -> None:
     async def run() -> float:
         started = MappingPool(2)
         started.start()
-        await started.map(_batch(_track("s")), None, None, key=KEY, received_at=NOW, limits=LIMITS)
+        await started.map(_request(_batch(_track("s"))))
         began = time.monotonic()
         started.stop()
         return time.monotonic() - began

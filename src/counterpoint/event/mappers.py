@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import logging
 import os
 import pickle
@@ -38,8 +37,7 @@ from typing import Any, cast
 import pyarrow as pa
 
 from counterpoint.errors import CounterpointError
-from counterpoint.event.keys import KeyInfo
-from counterpoint.event.requests import ArrowRequest, RequestLimits, map_request_arrow
+from counterpoint.event.requests import ArrowRequest, RequestToMap, map_request_arrow
 
 __all__ = ["MappingPool", "MappingUnavailableError"]
 
@@ -72,12 +70,9 @@ def _send_frame(sock: socket.socket, payload: bytes) -> None:
     sock.sendall(_HEADER.pack(len(payload)) + payload)
 
 
-def _answer(request: tuple[Any, ...]) -> tuple[Any, ...]:
-    body, encoding, implied, key, received_at, limits = request
+def _answer(request: RequestToMap) -> tuple[Any, ...]:
     try:
-        mapped = map_request_arrow(
-            body, encoding, implied, key=key, received_at=received_at, limits=limits
-        )
+        mapped = map_request_arrow(request)
     except Exception as exc:  # raised again in the API process: a 4xx, or a bug's 500
         try:
             pickle.dumps(exc)
@@ -363,16 +358,7 @@ class MappingPool:
         assert process.connecting is not None
         return await asyncio.shield(process.connecting)
 
-    async def map(
-        self,
-        body: bytes,
-        content_encoding: str | None,
-        implied_type: str | None,
-        *,
-        key: KeyInfo,
-        received_at: dt.datetime,
-        limits: RequestLimits,
-    ) -> ArrowRequest:
+    async def map(self, request: RequestToMap) -> ArrowRequest:
         """``requests.map_request_arrow`` in a mapping process; its errors are raised here."""
         candidates = [p for p in self._running if p.alive]
         if not candidates:
@@ -385,7 +371,6 @@ class MappingPool:
             raise MappingUnavailableError(
                 "the process mapping this request stopped", fix="send the request again"
             )
-        request = (body, content_encoding, implied_type, key, received_at, limits)
         answer = await connection.send(pickle.dumps(request, protocol=5))
         if answer[0] == "error":
             raise answer[1]

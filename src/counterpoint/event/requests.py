@@ -31,6 +31,7 @@ __all__ = [
     "MalformedBodyError",
     "MappedRequest",
     "RequestLimits",
+    "RequestToMap",
     "basic_user",
     "check_body_size",
     "decode_request",
@@ -54,6 +55,21 @@ class _Envelope(msgspec.Struct):
 class RequestLimits:
     max_event_bytes: int
     max_batch_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RequestToMap:
+    """A tracking request as the API process received it, with what it knows about it."""
+
+    body: bytes
+    content_encoding: str | None
+    implied_type: str | None
+    """``None`` for /v1/batch; the call's type for /v1/track, /v1/identify, …"""
+    key: KeyInfo
+    """The write key, authenticated from the ``Authorization`` header."""
+    received_at: dt.datetime
+    """The API process's clock."""
+    limits: RequestLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,40 +247,24 @@ def map_messages(
     return MappedRequest(events, quarantine, errors)
 
 
-def map_request(
-    body: bytes,
-    content_encoding: str | None,
-    implied_type: str | None,
-    *,
-    key: KeyInfo,
-    received_at: dt.datetime,
-    limits: RequestLimits,
-) -> MappedRequest:
+def map_request(request: RequestToMap) -> MappedRequest:
     """A request whose write key is known (from its ``Authorization`` header) to events."""
-    messages, sent_at, _ = decode_request(body, content_encoding, implied_type, limits)
+    messages, sent_at, _ = decode_request(
+        request.body, request.content_encoding, request.implied_type, request.limits
+    )
     return map_messages(
         messages,
-        implied_type=implied_type,
+        implied_type=request.implied_type,
         sent_at=sent_at,
-        key=key,
-        received_at=received_at,
-        limits=limits,
+        key=request.key,
+        received_at=request.received_at,
+        limits=request.limits,
     )
 
 
-def map_request_arrow(
-    body: bytes,
-    content_encoding: str | None,
-    implied_type: str | None,
-    *,
-    key: KeyInfo,
-    received_at: dt.datetime,
-    limits: RequestLimits,
-) -> ArrowRequest:
+def map_request_arrow(request: RequestToMap) -> ArrowRequest:
     """``map_request`` with the events built into the log's Arrow table (a mapping process's
     work: the table crosses back to the API process as a few buffers, not one object per
     value)."""
-    mapped = map_request(
-        body, content_encoding, implied_type, key=key, received_at=received_at, limits=limits
-    )
+    mapped = map_request(request)
     return ArrowRequest(events_to_arrow(mapped.events), mapped.quarantine, mapped.errors)

@@ -34,6 +34,7 @@ from counterpoint.event.requests import (
     ArrowRequest,
     MalformedBodyError,
     RequestLimits,
+    RequestToMap,
     basic_user,
     check_body_size,
     decode_request,
@@ -105,7 +106,6 @@ class IngestService:
         self._keys = keys
         self._clock = clock
         self._limits = RequestLimits(max_event_bytes, max_batch_bytes)
-        self._max_event = max_event_bytes
         self._pool: MappingPool | None = None
         self._erased_events: Callable[[list[LogEvent]], list[LogEvent]] | None = None
         self._erased_arrow: Callable[[pa.Table], pa.Table] | None = None
@@ -163,12 +163,14 @@ class IngestService:
         check_body_size(call.body, self._limits)
         key = self._keys.authenticate(user)
         mapped = await pool.map(
-            call.body,
-            call.content_encoding,
-            call.implied_type,
-            key=key,
-            received_at=self._clock.now(),
-            limits=self._limits,
+            RequestToMap(
+                call.body,
+                call.content_encoding,
+                call.implied_type,
+                key,
+                self._clock.now(),
+                self._limits,
+            )
         )
         if self._erased_arrow is not None and mapped.events.num_rows:
             return ArrowRequest(self._erased_arrow(mapped.events), mapped.quarantine, mapped.errors)
@@ -310,7 +312,10 @@ class IngestService:
             raise QuarantineStillInvalidError(first.reason, field=first.field, fix=first.fix)
         size = len(json.dumps(raw).encode())
         ctx = BatchContext(
-            received_at=now, sent_at=None, source=source, max_event_bytes=self._max_event
+            received_at=now,
+            sent_at=None,
+            source=source,
+            max_event_bytes=self._limits.max_event_bytes,
         )
         result = map_message(raw, size, ctx, None)
         if isinstance(result, Rejection):
