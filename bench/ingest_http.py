@@ -104,7 +104,7 @@ def _connection_counts(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"--connections {text!r}: give positive whole numbers separated by commas, e.g. 16,64"
         )
-    return counts
+    return list(dict.fromkeys(counts))  # each count once: a repeat would send the same ids
 
 
 def main() -> int:
