@@ -522,7 +522,7 @@ def test_identity_evidence_reads_back_as_written_and_repeats_are_kept_once(
 ) -> None:
     """Observations go through the driver (JSON text, hand-converted times): the component
     walk gives back exactly what was stored, on both deployments, and a repeated fingerprint
-    (the same evidence applied again, as in a replay) keeps the first statement."""
+    (the same evidence again, as in a replay) keeps one row: the earliest sighting."""
     at = dt.datetime(2026, 3, 29, 1, 30, 15, 123456, tzinfo=dt.UTC)
     keys = [f"npi:{NPI_A}", "email:jane@clinic.example", "anon:a-1"]
     first = ("f-1", keys, at, 10, "identify")
@@ -538,3 +538,48 @@ def test_identity_evidence_reads_back_as_written_and_repeats_are_kept_once(
         (sorted(i.key for i in o.identifiers), o.observed_at, o.seq, o.source) for o in observations
     ] == [(sorted(keys), at, 10, "identify")]
     assert observations[0].observed_at.utcoffset() == dt.timedelta(0)
+
+    earlier = at - dt.timedelta(microseconds=1)
+    same_time = ("f-1", keys, at, 9, "identify")
+    with container.sessions.begin() as session:
+        ProfileRepository(session).add_observations([same_time, ("f-1", keys, earlier, 50, "x")])
+    with container.sessions() as session:
+        _, observations = ProfileRepository(session).component([f"npi:{NPI_A}"])
+    assert [(o.observed_at, o.seq) for o in observations] == [(earlier, 50)]
+
+
+def _visits_named(user: str, anonymous_id: str, hours: list[int]) -> list[dict[str, Any]]:
+    """Page views of a visitor known by name: each names the user and the anonymous id."""
+    return [
+        {
+            "type": "page",
+            "messageId": f"named-{h}",
+            "userId": user,
+            "anonymousId": anonymous_id,
+            "name": "Dosing",
+            "timestamp": _ago(hours=h),
+        }
+        for h in hours
+    ]
+
+
+@pytest.mark.parametrize("order", ["oldest first", "newest first", "mixed"])
+def test_a_pair_named_by_many_page_views_is_one_piece_of_evidence(
+    container: Container, sender: Sender, order: str
+) -> None:
+    """Every page view of a known visitor states the same link again: it is stored once, as
+    its earliest sighting, whatever order the views arrive in, and the visitor's anonymous id
+    joins the profile."""
+    hours = {"oldest first": [9, 7, 5, 3], "newest first": [3, 5, 7, 9], "mixed": [5, 9, 3, 7]}
+    views = _visits_named(f"npi:{NPI_A}", "web-1", hours[order])
+    sender.send(*views[:2])
+    sender.send(*views[2:])
+    with container.sessions() as session:
+        found, observations = ProfileRepository(session).component([f"npi:{NPI_A}"])
+    assert found == {f"npi:{NPI_A}", "anon:web-1"}
+    assert len(observations) == 1
+    assert observations[0].observed_at == NOW - dt.timedelta(hours=9)
+    assert observations[0].source == "track"  # a page call states the link as track does
+    profile = container.profiles.get_by_identifier("anon:web-1")
+    assert _keys(profile) == {f"npi:{NPI_A}", "anon:web-1"}
+    assert profile["engagement"]["channels"]["website"]["events"]["7d"] == 4

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy.orm import Session, sessionmaker
@@ -153,8 +154,10 @@ def _split_components(
     return list(groups.values())
 
 
-def _fingerprint(keys: list[str], seq: int, source: str) -> str:
-    return hashlib.sha256(f"{seq}|{source}|{'|'.join(keys)}".encode()).hexdigest()
+def _fingerprint(keys: list[str], source: str) -> str:
+    """One piece of evidence: these identifiers, stated together by this kind of source. The
+    same statement made again is the same evidence (its earliest sighting is kept)."""
+    return hashlib.sha256(f"{source}|{'|'.join(keys)}".encode()).hexdigest()
 
 
 def _read_chunk(table: pa.Table) -> _Chunk:
@@ -170,19 +173,52 @@ def _read_chunk(table: pa.Table) -> _Chunk:
             strict=True,
         )
     )
-    kind = table.column("kind")
+    identity = pc.is_in(table.column("kind"), value_set=pa.array(["identify", "alias"]))
     linked_anon = pc.and_(
         pc.is_valid(table.column("anonymous_id")),
         pc.invert(pc.starts_with(table.column("subject"), "anon:")),
     )
-    wanted = pc.or_(pc.is_in(kind, value_set=pa.array(["identify", "alias"])), linked_anon)
-    rows = table.filter(wanted).select(
-        ["seq", "kind", "subject", "anonymous_id", "occurred_at", "payload", "synthetic"]
-    )
-    cols = rows.to_pydict()
+    columns = ["seq", "kind", "subject", "anonymous_id", "occurred_at", "payload", "synthetic"]
+    links = table.filter(pc.and_(linked_anon, pc.invert(identity))).select(columns)
+    rows = pa.concat_tables([table.filter(identity).select(columns), _earliest_links(links)])
+    cols = rows.sort_by("seq").to_pydict()
     for seq, kind_, subject, anon, at, payload, synthetic in zip(*cols.values(), strict=True):
         _read_row(chunk, seq, kind_, subject, anon, at, payload, bool(synthetic))
+    earliest: dict[str, tuple[str, list[str], dt.datetime, int, str]] = {}
+    for observation in chunk.observations:
+        kept = earliest.get(observation[0])
+        if kept is None or observation[2:4] < kept[2:4]:
+            earliest[observation[0]] = observation
+    chunk.observations = list(earliest.values())
     return chunk
+
+
+def _earliest_links(links: pa.Table) -> pa.Table:
+    """Of the calls naming both a user and an anonymous id, the earliest per pair (by
+    ``occurred_at``, then ``seq``): every later one is the same evidence again. A visitor
+    known by name sends that pair with each page view, so this leaves few rows to Python."""
+    if links.num_rows < 2:
+        return links
+    ordered = links.take(
+        pc.sort_indices(
+            links,
+            sort_keys=[
+                ("subject", "ascending"),
+                ("anonymous_id", "ascending"),
+                ("occurred_at", "ascending"),
+                ("seq", "ascending"),
+            ],
+        )
+    )
+    n = ordered.num_rows
+    subject, anonymous = ordered.column("subject"), ordered.column("anonymous_id")
+    repeated = pc.and_(
+        pc.equal(subject.slice(1), subject.slice(0, n - 1)),
+        pc.equal(anonymous.slice(1), anonymous.slice(0, n - 1)),
+    )
+    first = np.ones(n, dtype=np.bool_)
+    first[1:] = ~np.asarray(repeated.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    return ordered.filter(pa.array(first))
 
 
 def _read_row(
@@ -198,7 +234,8 @@ def _read_row(
     linked: set[str] = set()
     if anon and not subject.startswith("anon:"):
         linked.add(f"anon:{anon}")
-    source = kind
+    # a page, screen or group call naming both ids states the link as a track call does
+    source = kind if kind in ("identify", "alias") else "track"
     if kind in ("identify", "alias"):
         data = msgspec.json.decode(payload) if payload else {}
         traits = data.get("traits") or {}
@@ -224,7 +261,7 @@ def _read_row(
         chunk.keys.update(keys)
         for key in keys:
             chunk.synthetic.setdefault(key, synthetic)
-        chunk.observations.append((_fingerprint(keys, seq, source), keys, at, seq, source))
+        chunk.observations.append((_fingerprint(keys, source), keys, at, seq, source))
 
 
 class ProfileProjector(LogConsumer):
@@ -638,17 +675,18 @@ class ProfileProjector(LogConsumer):
             days = con.execute(
                 f"SELECT subject, {day_out}, channel, action, coalesce(function, ?), count(*) "
                 "FROM chunk WHERE channel IS NOT NULL AND action IS NOT NULL "
-                f"AND {day} >= ? GROUP BY ALL",
+                f"AND {day} >= ? GROUP BY ALL ORDER BY ALL",
                 [Function.COMMERCIAL.value, since],
             ).fetchall()
             last = con.execute(
                 f"SELECT subject, channel, {latest}, arg_max(action, occurred_at) "
-                "FROM chunk WHERE channel IS NOT NULL AND action IS NOT NULL GROUP BY ALL"
+                "FROM chunk WHERE channel IS NOT NULL AND action IS NOT NULL GROUP BY ALL "
+                "ORDER BY 1, 2"
             ).fetchall()
             content = con.execute(
                 f"SELECT subject, content_id, any_value(brand), count(*), {latest} "
                 "FROM chunk WHERE content_id IS NOT NULL AND list_contains(?, action) "
-                "GROUP BY ALL",
+                "GROUP BY ALL ORDER BY 1, 2",
                 [_ENGAGEMENT],
             ).fetchall()
         finally:

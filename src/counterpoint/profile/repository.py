@@ -307,7 +307,9 @@ class ProfileRepository:
     def add_observations(
         self, rows: Sequence[tuple[str, list[str], dt.datetime, int, str]]
     ) -> None:
-        """Store observations (fingerprint, keys, observed_at, seq, source); repeats are ignored."""
+        """Store observations (fingerprint, keys, observed_at, seq, source). The same evidence
+        again (its fingerprint) keeps one row, the earliest sighting (``observed_at``, then
+        ``seq``), whatever order the sightings arrive in."""
         if not rows:
             return
         fast_upsert(
@@ -316,7 +318,9 @@ class ProfileRepository:
             ["fingerprint", "identifiers", "observed_at", "seq", "source"],
             [(f, _JSON(k).decode(), at, s, src) for f, k, at, s, src in rows],
             keys=["fingerprint"],
-            set_sql=None,
+            set_sql="observed_at = excluded.observed_at, seq = excluded.seq",
+            where_sql="(excluded.observed_at, excluded.seq) < "
+            "(identity_observation.observed_at, identity_observation.seq)",
         )
         ids: dict[str, int] = {}
         for batch in _batches(r[0] for r in rows):
