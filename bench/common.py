@@ -199,6 +199,14 @@ def _cpu_pressure() -> float | None:
     return None
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; all cores where that is unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, memory, Python, OS, UTC date/time and how busy the machine is.
 
@@ -206,14 +214,10 @@ def machine_info() -> dict[str, Any]:
     waited for a CPU) tell whether other work competed with the benchmark.
     """
     memory = _memory_bytes()
-    try:
-        usable_cores: int | None = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        usable_cores = os.cpu_count()
     return {
         "cpu_model": _cpu_model(),
         "cores": os.cpu_count(),
-        "usable_cores": usable_cores,
+        "usable_cores": usable_cores(),
         "memory_gib": None if memory is None else round(memory / 2**30, 1),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),

@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import inspect
-import os
 import random
 import resource
 import shutil
@@ -74,6 +73,7 @@ from bench.common import (
     command_line,
     format_figure,
     machine_info,
+    usable_cores,
     write_json,
 )
 from counterpoint.container import Container, open_container
@@ -277,13 +277,6 @@ def cpu_seconds() -> float:
     """CPU time this process has used so far, every thread, user and system."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def measured_import(container: Container, ndjson: Path) -> ImportFigures:
